@@ -1,0 +1,22 @@
+"""ssd-tf: SSD300 with a ResNet50 backbone in TensorFlow / Keras 3.
+
+Boxes are normalised [xmin, ymin, xmax, ymax] unless a name says otherwise (see ssd_tf.boxes).
+Class 0 is background.
+"""
+
+from ssd_tf.anchors import default_boxes
+from ssd_tf.encoding import encode_targets, encode_y_true
+from ssd_tf.losses import SSDLoss
+from ssd_tf.model import build_ssd300
+from ssd_tf.postprocess import decode_detections
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "build_ssd300",
+    "decode_detections",
+    "default_boxes",
+    "encode_targets",
+    "encode_y_true",
+    "SSDLoss",
+]

@@ -1,0 +1,35 @@
+"""Shared fixtures. Data from ../shared/data; tests needing it skip when it is absent."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts):
+    """Path under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: ../shared/data is only beside the project in its workplace")
+    return path
+
+
+def random_gt_boxes(rng, n, min_size=0.02):
+    """[n, 4] valid normalised xyxy boxes."""
+    wh = rng.uniform(min_size, 0.9, size=(n, 2))
+    xy = rng.uniform(0, 1, size=(n, 2)) * (1 - wh)
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def ssd21():
+    """One random-init SSD300 (21 classes), built once: building costs seconds."""
+    import ssd_tf
+
+    return ssd_tf.build_ssd300(num_classes=21)

@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import ssd_tf
+from conftest import shared_data
+from ssd_tf import backbone
+
+
+def _images(batch=2, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (batch, 300, 300, 3)).astype(np.float32)
+
+
+def test_output_shape_and_feature_maps(ssd21):
+    assert ssd21.output_shape == (None, 8732, 25)
+    assert ssd21.get_layer("conv4_block6_out").output.shape[1:] == (38, 38, 1024)
+    sizes = [ssd21.get_layer(f"extra{k}_2_relu").output.shape[1:] for k in range(1, 6)]
+    assert sizes == [(19, 19, 512), (10, 10, 512), (5, 5, 256), (3, 3, 256), (1, 1, 256)]
+    out = ssd21.predict(_images(2), verbose=0)
+    assert out.shape == (2, 8732, 25) and out.dtype == np.float32 and np.all(np.isfinite(out))
+
+
+def test_num_classes_changes_only_class_outputs():
+    model = ssd_tf.build_ssd300(num_classes=3)
+    assert model.output_shape == (None, 8732, 7)
+    with pytest.raises(ValueError, match="num_classes"):
+        ssd_tf.build_ssd300(num_classes=1)
+
+
+def test_config_round_trip(ssd21):
+    clone = keras.Model.from_config(ssd21.get_config())
+    assert [l.name for l in clone.layers] == [l.name for l in ssd21.layers]
+    clone.set_weights(ssd21.get_weights())
+    x = _images(1, seed=1)
+    np.testing.assert_allclose(clone(x, training=False), ssd21(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_keras_save_load_gives_equal_outputs(ssd21, tmp_path):
+    path = tmp_path / "ssd.keras"
+    ssd21.save(path)
+    loaded = keras.models.load_model(path)
+    x = _images(1, seed=2)
+    np.testing.assert_allclose(loaded(x, training=False), ssd21(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_normalisation_is_inside_the_model(ssd21):
+    layer = ssd21.get_layer("preprocess")
+    rgb = np.array([[[[10.0, 20.0, 30.0]]]], np.float32)
+    np.testing.assert_allclose(layer(rgb), [[[[30 - 103.939, 20 - 116.779, 10 - 123.68]]]], rtol=1e-6)
+
+
+def test_head_kernels_are_xavier_uniform(ssd21):
+    kernel = ssd21.get_layer("conf0_conv").get_weights()[0]  # 3x3x1024x84
+    limit = np.sqrt(6 / (9 * 1024 + 9 * 84))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+
+
+def test_backbone_weights_from_file(tmp_path):
+    # A keras.applications ResNet50 weights file (random weights here: no internet) loads by name.
+    stock = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(300, 300, 3))
+    path = tmp_path / "resnet50_notop.weights.h5"
+    stock.save_weights(path)
+    model = ssd_tf.build_ssd300(num_classes=2, backbone_weights=str(path))
+    for name in ("conv1_conv", "conv3_block1_1_conv", "conv4_block1_0_conv", "conv4_block6_3_bn"):
+        for ours, theirs in zip(model.get_layer(name).get_weights(), stock.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_imagenet_weights_offline_error_says_what_to_do(monkeypatch):
+    def no_network(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(backbone.keras.applications, "ResNet50", no_network)
+    with pytest.raises(RuntimeError, match="no internet access.*backbone_weights"):
+        ssd_tf.build_ssd300(backbone_weights="imagenet")
+
+
+def test_bad_weights_path_names_the_file(tmp_path):
+    with pytest.raises(ValueError, match="missing.h5"):
+        ssd_tf.build_ssd300(backbone_weights=str(tmp_path / "missing.h5"))
+
+
+def test_forward_pass_on_a_real_image(ssd21):
+    path = shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")
+    image = np.asarray(Image.open(path).convert("RGB").resize((300, 300)), np.float32)[None]
+    out = ssd21.predict(image, verbose=0)
+    assert np.all(np.isfinite(out))
+    dets = ssd_tf.decode_detections(out)
+    n = int(dets["num_detections"][0])
+    assert 0 <= n <= 100
+    assert np.all((dets["classes"][0, :n].numpy() >= 1))
