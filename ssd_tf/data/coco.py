@@ -1,0 +1,92 @@
+"""COCO reader: instances JSON + image folder -> DetectionSet (category ids -> 1..C-1)."""
+
+import json
+import pathlib
+
+import numpy as np
+
+from ssd_tf.data.records import DetectionSet, SkipReport, check_images, clean_boxes_pixels
+
+
+def load_json(path):
+    """json.load with an error that names the file and the place it breaks."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: broken JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+
+
+def _field(record, key, where):
+    if key not in record:
+        raise ValueError(f"{where}: missing field {key!r}")
+    return record[key]
+
+
+def read_coco(annotations, image_dir):
+    """Read a COCO instances file.
+
+    Contiguous labels follow the order of category ids: the smallest id becomes 1. Crowd
+    annotations (``iscrowd: 1``) are left out (pycocotools ignores them in evaluation).
+    Broken JSON or missing required fields raise ValueError naming the file and field; bad boxes
+    and unreadable images are skipped with a warning and counted in ``.report``.
+    """
+    annotations = pathlib.Path(annotations)
+    data = load_json(annotations)
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{annotations}: missing or non-list field {key!r}")
+    categories = sorted(data["categories"], key=lambda c: _field(c, "id", f"{annotations}: category"))
+    cat_to_label = {c["id"]: i + 1 for i, c in enumerate(categories)}
+    report = SkipReport()
+
+    images = {}
+    for i, img in enumerate(data["images"]):
+        where = f"{annotations}: images[{i}]"
+        images[_field(img, "id", where)] = img
+        _field(img, "file_name", where)
+    per_image = {image_id: [] for image_id in images}
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{annotations}: annotations[{i}] (id {ann.get('id')})"
+        image_id = _field(ann, "image_id", where)
+        if ann.get("iscrowd", 0):
+            continue
+        if image_id not in images:
+            report.skip("annotations of unknown images", f"{where}: image_id {image_id} not in images")
+            continue
+        cat = _field(ann, "category_id", where)
+        if cat not in cat_to_label:
+            report.skip("annotations of unknown categories", f"{where}: category_id {cat} not in categories")
+            continue
+        bbox = _field(ann, "bbox", where)
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            report.skip("invalid boxes", f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+            continue
+        x, y, w, h = (float(v) for v in bbox)
+        per_image[image_id].append(([x, y, x + w, y + h], cat_to_label[cat]))
+
+    ids = list(images)
+    paths = [str(pathlib.Path(image_dir) / images[i]["file_name"]) for i in ids]
+    sizes = check_images(paths)
+    out = dict(sources=[], boxes=[], labels=[], difficult=[], image_ids=[], sizes=[])
+    for image_id, path, size in zip(ids, paths, sizes):
+        if isinstance(size, ValueError):
+            report.skip("unreadable images", str(size))
+            continue
+        anns = per_image[image_id]
+        boxes = np.array([a[0] for a in anns], np.float64).reshape(-1, 4)
+        labels = np.array([a[1] for a in anns], np.int32)
+        norm, keep = clean_boxes_pixels(boxes, size[0], size[1], path, report)
+        out["sources"].append(path)
+        out["boxes"].append(norm[keep])
+        out["labels"].append(labels[keep])
+        out["difficult"].append(np.zeros(int(keep.sum()), bool))
+        out["image_ids"].append(int(image_id))
+        out["sizes"].append(size)
+    return DetectionSet(
+        **out,
+        class_names=("background",) + tuple(c.get("name", str(c["id"])) for c in categories),
+        category_ids=(0,) + tuple(c["id"] for c in categories),
+        report=report,
+        name=str(annotations),
+    )

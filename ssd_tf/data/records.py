@@ -1,0 +1,186 @@
+"""DetectionSet: a parsed data set held in memory, and the report of what parsing skipped.
+
+Readers (voc, coco, synthetic) parse annotations once into a DetectionSet; the pipeline turns it
+into a tf.data.Dataset. Boxes are normalised xyxy (see ssd_tf.boxes).
+"""
+
+import collections
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+log = logging.getLogger("ssd_tf.data")
+
+# Formats tf.io.decode_image reads (JPEG, PNG, GIF, BMP; WebP since TF 2.16).
+TF_DECODABLE = {"JPEG", "PNG", "GIF", "BMP", "WEBP", "MPO"}
+
+
+class SkipReport:
+    """Counts and remembers what a reader skipped, so nothing is lost silently."""
+
+    def __init__(self):
+        self.counts = collections.Counter()
+        self.messages = []
+
+    def skip(self, reason, message):
+        self.counts[reason] += 1
+        self.messages.append(message)
+        log.warning("skipped: %s", message)
+
+    @property
+    def total(self):
+        return sum(self.counts.values())
+
+    def summary(self):
+        if not self.counts:
+            return "nothing skipped"
+        return "skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+
+
+@dataclasses.dataclass
+class DetectionSet:
+    """Images and their ground truth, parsed once.
+
+    Attributes:
+      sources: per image, a file path, or encoded image bytes (built-in set).
+      boxes: per image, float32 [n, 4] normalised xyxy.
+      labels: per image, int32 [n] contiguous classes 1..C-1.
+      difficult: per image, bool [n] (VOC ``difficult``; kept out of training by default).
+      image_ids: per image, int id (COCO id, or a running index).
+      sizes: per image, (height, width) in pixels of the original image.
+      class_names: names of classes 0..C-1; index 0 is "background".
+      category_ids: data set category id of each contiguous class 1..C-1 (index 0: unused 0).
+      report: what parsing skipped.
+    """
+
+    sources: list
+    boxes: list
+    labels: list
+    difficult: list
+    image_ids: list
+    sizes: list
+    class_names: tuple
+    category_ids: tuple
+    report: SkipReport = dataclasses.field(default_factory=SkipReport)
+    name: str = "dataset"
+
+    def __len__(self):
+        return len(self.sources)
+
+    @property
+    def num_classes(self):
+        """Classes including background."""
+        return len(self.class_names)
+
+    @property
+    def num_objects(self):
+        return int(sum(len(l) for l in self.labels))
+
+    def without_difficult(self):
+        """Copy with difficult objects removed (for training)."""
+        keep = [~d for d in self.difficult]
+        return dataclasses.replace(
+            self,
+            boxes=[b[k] for b, k in zip(self.boxes, keep)],
+            labels=[l[k] for l, k in zip(self.labels, keep)],
+            difficult=[d[k] for d, k in zip(self.difficult, keep)],
+        )
+
+    def without_empty(self, report=True):
+        """Copy without images that have no objects (training can't learn from them)."""
+        keep = [i for i, l in enumerate(self.labels) if len(l)]
+        if report:
+            for i in range(len(self)):
+                if not len(self.labels[i]):
+                    self.report.skip("images without objects", f"{self.describe(i)}: no objects")
+        return self.subset(keep)
+
+    def subset(self, indices):
+        pick = lambda xs: [xs[i] for i in indices]  # noqa: E731
+        return dataclasses.replace(
+            self, sources=pick(self.sources), boxes=pick(self.boxes), labels=pick(self.labels),
+            difficult=pick(self.difficult), image_ids=pick(self.image_ids), sizes=pick(self.sizes),
+        )
+
+    def describe(self, index):
+        src = self.sources[index]
+        return src if isinstance(src, str) else f"{self.name} image {self.image_ids[index]}"
+
+    def to_tf(self):
+        """tf.data.Dataset of dicts: source (string), boxes [n, 4], labels [n], difficult [n],
+        image_id (int64), size (int32 [2] = height, width)."""
+        lengths = [len(l) for l in self.labels]
+
+        def ragged(parts, dtype, width=None):
+            values = np.concatenate(parts) if parts else np.zeros((0,) + ((width,) if width else ()))
+            return tf.RaggedTensor.from_row_lengths(tf.constant(values, dtype), tf.constant(lengths, tf.int64))
+
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "source": tf.constant(self.sources, tf.string),
+                "boxes": ragged([b.reshape(-1, 4) for b in self.boxes], tf.float32, 4),
+                "labels": ragged(self.labels, tf.int32),
+                "difficult": ragged(self.difficult, tf.bool),
+                "image_id": tf.constant(self.image_ids, tf.int64),
+                "size": tf.constant(np.array(self.sizes, np.int32).reshape(-1, 2)),
+            }
+        )
+
+
+def check_image(path):
+    """Open and fully decode ``path`` once; return (height, width) or raise ValueError naming it."""
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            im.load()  # full decode: catches truncated files TF would fail on mid-epoch
+            width, height = im.size
+    except FileNotFoundError:
+        raise ValueError(f"{path}: image file not found") from None
+    except Exception as err:
+        raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
+    if fmt not in TF_DECODABLE:
+        raise ValueError(f"{path}: {fmt} images are not supported (use JPEG, PNG, BMP, GIF or WebP)")
+    return height, width
+
+
+def check_images(paths, workers=4):
+    """check_image over many paths in threads (PIL decodes outside the GIL).
+
+    Returns a list of (height, width) or the ValueError for each path.
+    """
+    def one(p):
+        try:
+            return check_image(p)
+        except ValueError as err:
+            return err
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, paths))
+
+
+def clean_boxes_pixels(boxes_pixels, height, width, where, report):
+    """Validate pixel xyxy boxes against the image; return (normalised boxes, keep mask).
+
+    Boxes slightly outside the image (annotation tools' off-by-one) are clipped; boxes with no
+    area inside the image, or with max <= min, are dropped with a counted warning naming ``where``.
+    """
+    boxes_pixels = np.asarray(boxes_pixels, np.float64).reshape(-1, 4)
+    keep = np.ones(len(boxes_pixels), bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes_pixels):
+        if not np.all(np.isfinite([x0, y0, x1, y1])):
+            reason, text = "invalid boxes", f"non-finite box {[x0, y0, x1, y1]}"
+        elif x1 <= x0 or y1 <= y0:
+            reason, text = "invalid boxes", f"box {[x0, y0, x1, y1]} has max <= min"
+        elif x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            reason, text = "invalid boxes", f"box {[x0, y0, x1, y1]} lies outside the {width}x{height} image"
+        else:
+            continue
+        keep[i] = False
+        report.skip(reason, f"{where}: object {i}: {text}")
+    scale = np.array([width, height, width, height], np.float64)
+    normalised = np.clip(boxes_pixels / scale, 0.0, 1.0).astype(np.float32)
+    return normalised, keep

@@ -1,0 +1,107 @@
+"""Pascal VOC reader: VOCdevkit/VOC20xx + split name -> DetectionSet."""
+
+import pathlib
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from ssd_tf.data.records import DetectionSet, SkipReport, check_images, clean_boxes_pixels
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+def _text(node, tag, where):
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise ValueError(f"{where}: missing <{tag}>")
+    return child.text.strip()
+
+
+def _parse_xml(path, class_index, report):
+    """-> (filename, boxes_pixels [n, 4], labels [n], difficult [n]); objects of unknown class skipped."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as err:
+        raise ValueError(f"{path}: broken XML ({err})") from None
+    filename = root.findtext("filename", default="").strip()
+    boxes, labels, difficult = [], [], []
+    for i, obj in enumerate(root.findall("object")):
+        where = f"{path}: object {i}"
+        name = _text(obj, "name", where)
+        if name not in class_index:
+            report.skip("objects of unknown class", f"{where}: class {name!r} not in the class list")
+            continue
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            raise ValueError(f"{where}: missing <bndbox>")
+        try:
+            box = [float(_text(bnd, tag, where)) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        except ValueError as err:
+            raise ValueError(f"{where}: bad <bndbox> ({err})") from None
+        boxes.append(box)
+        labels.append(class_index[name])
+        difficult.append(obj.findtext("difficult", default="0").strip() == "1")
+    return filename, np.array(boxes, np.float64).reshape(-1, 4), np.array(labels, np.int32), np.array(difficult, bool)
+
+
+def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=True):
+    """Read a Pascal VOC folder (the one holding Annotations/, JPEGImages/, ImageSets/Main/).
+
+    Args:
+      root: e.g. ``VOCdevkit/VOC2012``.
+      split: name of ``ImageSets/Main/<split>.txt``.
+      class_names: object class names, in label order 1..C-1.
+      keep_difficult: keep ``difficult`` objects (flagged in ``difficult``); training drops them.
+    Returns a DetectionSet. Broken XML, unreadable images and invalid boxes are skipped with a
+    warning naming the file and counted in ``.report``; a missing split file raises.
+
+    Boxes are VOC's pixel corners divided by the image size (no 1-pixel shift), so they equal the
+    data sets' COCO conversions (x = xmin, w = xmax - xmin).
+    """
+    root = pathlib.Path(root)
+    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not split_file.is_file():
+        raise FileNotFoundError(f"{split_file}: split file not found (is {root} a VOC20xx folder?)")
+    ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+    class_index = {name: i + 1 for i, name in enumerate(class_names)}
+    report = SkipReport()
+
+    parsed = []
+    for image_id in ids:
+        xml = root / "Annotations" / f"{image_id}.xml"
+        try:
+            filename, boxes, labels, difficult = _parse_xml(xml, class_index, report)
+        except ValueError as err:
+            report.skip("broken annotations", str(err))
+            continue
+        image = root / "JPEGImages" / (filename or f"{image_id}.jpg")
+        if filename and not image.exists() and (root / "JPEGImages" / f"{image_id}.jpg").exists():
+            image = root / "JPEGImages" / f"{image_id}.jpg"  # XML <filename> is often stale
+        parsed.append((image_id, str(image), boxes, labels, difficult))
+
+    sizes = check_images([p[1] for p in parsed])
+    out = dict(sources=[], boxes=[], labels=[], difficult=[], image_ids=[], sizes=[])
+    for index, ((image_id, image, boxes, labels, difficult), size) in enumerate(zip(parsed, sizes)):
+        if isinstance(size, ValueError):
+            report.skip("unreadable images", str(size))
+            continue
+        norm, keep = clean_boxes_pixels(boxes, size[0], size[1], image, report)
+        out["sources"].append(image)
+        out["boxes"].append(norm[keep])
+        out["labels"].append(labels[keep])
+        out["difficult"].append(difficult[keep])
+        out["image_ids"].append(index)
+        out["sizes"].append(size)
+    if parsed and report.counts["objects of unknown class"] and not any(len(l) for l in out["labels"]):
+        raise ValueError(
+            f"{root}: no object has a class in the class list {list(class_names)[:5]}...; "
+            "pass the data set's class names (e.g. --classes raccoon)"
+        )
+    return DetectionSet(
+        **out, class_names=("background",) + tuple(class_names),
+        category_ids=tuple(range(len(class_names) + 1)), report=report, name=str(root),
+    )
