@@ -47,6 +47,13 @@ def ssd_loss_parts(y_true, y_pred, neg_pos_ratio=3):
     y_pred = tf.cast(y_pred, tf.float32)  # mixed precision: losses in float32
     target_offsets = y_true[..., :4]
     labels = tf.cast(tf.round(y_true[..., 4]), tf.int32)
+    num_classes = tf.shape(y_pred)[-1] - 4
+    # Name the mismatch here instead of failing inside the cross-entropy kernel.
+    with tf.control_dependencies([tf.debugging.assert_less(
+        tf.reduce_max(labels), num_classes, summarize=1,
+        message="SSDLoss: y_true holds a class id >= the model's num_classes (y_pred has 4 + num_classes "
+                "values per box); build the model with the data set's num_classes")]):
+        labels = tf.identity(labels)
     positive = labels > 0
     pos_f = tf.cast(positive, tf.float32)
     num_pos = tf.reduce_sum(pos_f, axis=1)
@@ -84,3 +91,29 @@ class SSDLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "neg_pos_ratio": self.neg_pos_ratio}
+
+
+@keras.saving.register_keras_serializable(package="ssd_tf")
+class LossPart(keras.metrics.Mean):
+    """Mean of one part of the SSD loss ("localisation" or "classification") per image.
+
+    Pass to ``model.compile(metrics=...)`` so progress bars and TensorBoard show both parts.
+    """
+
+    def __init__(self, part="localisation", name=None, **kwargs):
+        if part not in ("localisation", "classification"):
+            raise ValueError(f"part must be 'localisation' or 'classification', got {part!r}")
+        super().__init__(name=name or ("loc_loss" if part == "localisation" else "cls_loss"), **kwargs)
+        self.part = part
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        loc, cls, _ = ssd_loss_parts(y_true, y_pred)
+        return super().update_state(loc if self.part == "localisation" else cls, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "part": self.part}
+
+
+def loss_part_metrics():
+    """[localisation, classification] metrics for ``model.compile``."""
+    return [LossPart("localisation"), LossPart("classification")]

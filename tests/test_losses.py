@@ -139,3 +139,10 @@ def test_config_round_trip():
     loss = ssd_tf.SSDLoss(neg_pos_ratio=2)
     again = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(again, ssd_tf.SSDLoss) and again.neg_pos_ratio == 2
+
+
+def test_label_beyond_num_classes_is_named():
+    y_true = np.zeros((1, A, 5), np.float32)
+    y_true[0, 0, 4] = 7
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes"):
+        ssd_tf.SSDLoss()(y_true, np.zeros((1, A, 4 + 3), np.float32))

@@ -1,0 +1,75 @@
+"""Train SSD300-ResNet50.
+
+    python scripts/train.py                      # built-in synthetic data, a few minutes on a CPU
+    python scripts/train.py --dataset voc --data-dir VOCdevkit/VOC2012 --backbone-weights imagenet
+    python scripts/train.py --dataset voc --data-dir ../shared/data/raccoon/VOC2007 --classes raccoon
+    python scripts/train.py --dataset coco --data-dir COCO   # COCO/annotations/instances_train2017.json, COCO/train2017/
+    python scripts/train.py --output runs/x --resume          # continue an interrupted run
+"""
+
+import argparse
+import logging
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ssd_tf.config import TrainConfig  # noqa: E402
+from ssd_tf import training  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=["synthetic", "voc", "coco"], default="synthetic")
+    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: folder with annotations/ and image folders")
+    p.add_argument("--train-split", help="VOC: ImageSets/Main name (default train); COCO: e.g. train2017")
+    p.add_argument("--val-split", help="VOC default val; COCO default val2017; '' for none")
+    p.add_argument("--classes", help="comma-separated VOC class names (default: the 20 VOC classes)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, default=8, help="global batch size (all replicas)")
+    p.add_argument("--lr", type=float, help="learning rate per 32 images (scaled by batch size / 32)")
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--schedule", choices=["step", "cosine"], default="step")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--mixed-precision", choices=["float16", "bfloat16"])
+    p.add_argument("--backbone-weights", default=None,
+                   help="imagenet | none | PATH to ResNet50 weights (default: none for synthetic, imagenet otherwise)")
+    p.add_argument("--strategy", choices=["auto", "default", "mirrored", "multiworker"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="run folder (default runs/ssd300-<dataset>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last epoch")
+    p.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--synthetic-images", type=int, default=64)
+    return p.parse_args(argv)
+
+
+def config_from_args(args):
+    if args.resume:
+        if not args.output:
+            raise SystemExit("--resume needs --output RUN_FOLDER")
+        saved = TrainConfig.load(pathlib.Path(args.output) / "config.json")
+        return TrainConfig(**{**saved.__dict__, "resume": True, "output": args.output,
+                              "epochs": args.epochs or saved.epochs})
+    weights = args.backbone_weights or ("none" if args.dataset == "synthetic" else "imagenet")
+    return TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, train_split=args.train_split, val_split=args.val_split,
+        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
+        mixed_precision=args.mixed_precision, backbone_weights=weights, strategy=args.strategy, seed=args.seed,
+        output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,
+    )
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = training.train(config_from_args(parse_args(argv)))
+    s = result["summary"]
+    print(f"run folder: {result['run_dir']}  (TensorBoard: tensorboard --logdir {result['run_dir'] / 'logs'})")
+    print(f"final loss {s['final_loss']:.4f} after {s['epochs']} epochs in {s['wall_s']:.0f} s "
+          f"({s['strategy']}, {s['replicas']} replica(s)); model: {result['run_dir'] / 'final.keras'}")
+
+
+if __name__ == "__main__":
+    main()

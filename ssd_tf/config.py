@@ -1,0 +1,81 @@
+"""TrainConfig: everything a training run needs, validated, saved with the run."""
+
+import dataclasses
+import json
+import pathlib
+
+DATASETS = ("synthetic", "voc", "coco")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+PRECISIONS = (None, "float16", "bfloat16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A training run. ``lr`` is per 32 images: the run uses lr * batch_size / 32 (NVIDIA recipe)."""
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    train_split: str | None = None  # default: voc "train", coco "train2017"
+    val_split: str | None = None  # default: voc "val", coco "val2017"; "" for no validation
+    classes: tuple | None = None  # VOC class names; default the 20 VOC classes
+    synthetic_images: int = 64
+    epochs: int | None = None  # default per data set, see resolved()
+    batch_size: int = 8  # global, over all replicas and workers
+    lr: float | None = None  # per 32 images
+    warmup_steps: int | None = None
+    schedule: str = "step"  # step (at 2/3 and 5/6 of the epochs, x0.1) or cosine
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    mixed_precision: str | None = None
+    backbone_weights: str | None = None  # "imagenet", None / "none", or a path
+    seed: int = 0
+    output: str | None = None
+    strategy: str = "auto"
+    resume: bool = False
+    steps_per_epoch: int | None = None  # cap, for smoke runs
+    val_images: int = 4  # validation images drawn to TensorBoard each epoch
+    eval_every: int = 0  # epochs between validation mAP evaluations (0: only at the end)
+
+    def resolved(self):
+        """Copy with data-set defaults filled in and every field checked."""
+        c = dataclasses.replace(self)
+        if c.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {c.dataset!r}")
+        if c.dataset != "synthetic" and not c.data_dir:
+            raise ValueError(f"--data-dir is required for dataset {c.dataset!r}")
+        splits = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "synthetic": (None, None)}
+        c.train_split = c.train_split if c.train_split is not None else splits[c.dataset][0]
+        c.val_split = c.val_split if c.val_split is not None else splits[c.dataset][1]
+        # NVIDIA SSD300 v1.1 recipe for COCO: 65 epochs, lr 2.6e-3 per 32 images, 300 warmup steps.
+        defaults = {"coco": (65, 2.6e-3, 300), "voc": (120, 2.6e-3, 300), "synthetic": (6, 2e-2, 8)}
+        epochs, lr, warmup = defaults[c.dataset]
+        c.epochs = c.epochs if c.epochs is not None else epochs
+        c.lr = c.lr if c.lr is not None else lr
+        c.warmup_steps = c.warmup_steps if c.warmup_steps is not None else warmup
+        if c.backbone_weights in ("none", "None", ""):
+            c.backbone_weights = None
+        if c.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {c.strategy!r}")
+        if c.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of float16, bfloat16, got {c.mixed_precision!r}")
+        if c.schedule not in ("step", "cosine"):
+            raise ValueError(f"schedule must be 'step' or 'cosine', got {c.schedule!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+        if c.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {c.lr}")
+        if c.classes is not None:
+            c.classes = tuple(c.classes)
+        return c
+
+    @property
+    def scaled_lr(self):
+        return self.lr * self.batch_size / 32
+
+    def save(self, path):
+        pathlib.Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path):
+        return cls(**json.loads(pathlib.Path(path).read_text()))

@@ -1,0 +1,56 @@
+"""Draw detections on images so people can read them: labelled, coloured per class, with scores."""
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def class_colour(class_id):
+    """A stable, distinct, saturated colour per class id (golden-ratio hue steps)."""
+    hue = (class_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def draw_detections(image, boxes_pixels, classes, scores, class_names=None, min_score=0.0):
+    """Return a copy of ``image`` (uint8 [H, W, 3] or PIL) with labelled boxes.
+
+    Args:
+      boxes_pixels: [K, 4] xmin, ymin, xmax, ymax in this image's pixels.
+      classes: [K] int class ids (1..C-1); scores: [K] float.
+      class_names: names indexed by class id, or None to print ids.
+    Lowest scores are drawn first so the best boxes sit on top.
+    """
+    image = Image.fromarray(np.asarray(image, np.uint8)) if not isinstance(image, Image.Image) else image.copy()
+    image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    width, height = image.size
+    line = max(2, round(min(width, height) / 200))
+    font = _font(max(11, round(min(width, height) / 35)))
+    for i in np.argsort(np.asarray(scores))[::-1][::-1]:
+        score = float(scores[i])
+        if score < min_score:
+            continue
+        cls = int(classes[i])
+        colour = class_colour(cls)
+        x0, y0, x1, y1 = (float(v) for v in boxes_pixels[i])
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
+        name = class_names[cls] if class_names is not None and cls < len(class_names) else str(cls)
+        text = f"{name} {score:.2f}"
+        tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), text, font=font)
+        tw, th = tx1 - tx0 + 6, ty1 - ty0 + 4
+        # Label above the box, or inside its top edge when the box touches the image top.
+        ly = y0 - th if y0 - th >= 0 else y0
+        lx = min(max(0.0, x0), max(0.0, width - tw))
+        draw.rectangle([lx, ly, lx + tw, ly + th], fill=colour)
+        luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+        draw.text((lx + 3 - tx0, ly + 2 - ty0), text, fill=(0, 0, 0) if luminance > 140 else (255, 255, 255), font=font)
+    return np.asarray(image)

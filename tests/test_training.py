@@ -1,0 +1,213 @@
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ssd_tf
+from ssd_tf import data, training
+from ssd_tf.config import TrainConfig
+from ssd_tf.schedules import WarmupSchedule
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+
+
+def _run_script(code, *args, timeout=300, env=None):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=env or ENV,
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_schedule_warmup_step_and_cosine():
+    step = WarmupSchedule(0.1, total_steps=100, warmup_steps=10, decay="step", boundaries=(60, 80))
+    lrs = [float(step(i)) for i in (0, 4, 9, 10, 59, 60, 80, 99)]
+    np.testing.assert_allclose(lrs, [0.01, 0.05, 0.1, 0.1, 0.1, 0.01, 0.001, 0.001], rtol=1e-5)
+    cosine = WarmupSchedule(0.1, total_steps=100, warmup_steps=0, decay="cosine")
+    np.testing.assert_allclose([float(cosine(i)) for i in (0, 50, 100)], [0.1, 0.05, 0.0], atol=1e-6)
+    again = WarmupSchedule.from_config(step.get_config())
+    assert float(again(65)) == pytest.approx(0.01)
+
+
+def test_config_defaults_and_validation():
+    c = TrainConfig(dataset="coco", data_dir="x", batch_size=64).resolved()
+    assert (c.epochs, c.warmup_steps, c.train_split) == (65, 300, "train2017")
+    assert c.scaled_lr == pytest.approx(2.6e-3 * 2)  # NVIDIA: lr scales with batch / 32
+    with pytest.raises(ValueError, match="--data-dir"):
+        TrainConfig(dataset="voc").resolved()
+    with pytest.raises(ValueError, match="strategy"):
+        TrainConfig(strategy="tpu").resolved()
+
+
+def test_model_fit_from_user_code():
+    train_set, val_set = data.make_synthetic(8, seed=0), data.make_synthetic(4, seed=1)
+    model = ssd_tf.build_ssd300(num_classes=train_set.num_classes)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss=ssd_tf.SSDLoss())
+    history = model.fit(data.train_dataset(train_set, 4, seed=0),
+                        validation_data=data.validation_dataset(val_set, 4), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["val_loss"][0])
+
+
+def test_loss_falls_and_stays_finite():
+    keras.utils.set_random_seed(0)
+    train_set = data.make_synthetic(4, seed=2)
+    model = ssd_tf.build_ssd300(num_classes=train_set.num_classes)
+    training.compile_model(model, keras.optimizers.SGD(5e-3, momentum=0.9))
+    batch = next(iter(data.train_dataset(train_set, 4, seed=0, augment_images=False)))
+    losses = [float(model.train_on_batch(*batch)[0]) for _ in range(8)]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
+
+
+def test_mixed_float16_wiring():
+    # float16 has no fast CPU kernels (a step takes minutes here), so only its set-up is checked.
+    try:
+        training.set_precision("float16")
+        model = ssd_tf.build_ssd300(num_classes=4)
+        training.compile_model(model, keras.optimizers.SGD(1e-3))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert model.get_layer("conv1_conv").compute_dtype == "float16"
+        assert model.get_layer("conv1_conv").variable_dtype == "float32"
+        assert model.output.dtype == "float32"
+    finally:
+        training.set_precision(None)
+
+
+def test_mixed_bfloat16_training_step_runs():
+    try:
+        training.set_precision("bfloat16")
+        model = ssd_tf.build_ssd300(num_classes=4)
+        training.compile_model(model, keras.optimizers.SGD(1e-3))
+        assert model.get_layer("extra1_2_conv").compute_dtype == "bfloat16"
+        images, y_true = next(iter(data.train_dataset(data.make_synthetic(2), 2, seed=0)))
+        before = model.get_layer("conf0_conv").get_weights()[0].copy()
+        loss = model.train_on_batch(images, y_true)[0]
+        assert np.isfinite(loss) and model.output.dtype == "float32"
+        assert not np.array_equal(before, model.get_layer("conf0_conv").get_weights()[0])
+    finally:
+        training.set_precision(None)
+
+
+def test_resume_continues_from_saved_epoch(tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("killed after epoch 2")
+
+    config = TrainConfig(dataset="synthetic", synthetic_images=4, batch_size=2, epochs=3, steps_per_epoch=1,
+                         output=str(tmp_path / "run"), val_images=0, seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, callbacks=[Interrupt()])
+    with pytest.raises(FileExistsError, match="--resume"):
+        training.train(config)
+    resumed = training.train(TrainConfig(**{**config.__dict__, "resume": True}))
+    assert len(resumed["history"]["loss"]) == 1  # only epoch 3 ran
+    assert int(resumed["model"].optimizer.iterations.numpy()) == 3  # optimizer state restored
+    rows = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+
+
+def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "scripts/train.py", "--epochs", "1", "--synthetic-images", "8", "--batch-size", "4",
+         "--output", str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "final loss" in proc.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == "synthetic" and config["epochs"] == 1 and config["lr"] == 2e-2
+    assert (run / "final.keras").is_file() and any((run / "checkpoints").iterdir())
+    events = list((run / "logs").rglob("events.out.tfevents.*"))
+    assert events
+    tags = set()
+    for path in events:
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            tags |= {v.tag for v in event.summary.value}
+    assert {"epoch_loss", "epoch_loc_loss", "epoch_cls_loss", "epoch_learning_rate", "validation_detections"} <= tags
+    model = keras.models.load_model(run / "final.keras")
+    assert model.output_shape == (None, 8732, 8)
+
+
+@pytest.mark.slow
+def test_mirrored_two_replicas_equals_one_device():
+    out = _run_script("""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras, numpy as np, ssd_tf
+        from ssd_tf import data, training
+
+        def run(strategy):
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                model = ssd_tf.build_ssd300(num_classes=4)
+                # Batch statistics differ per replica by design (no sync BN): freeze BN to compare.
+                for layer in model.layers:
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.trainable = False
+                training.compile_model(model, keras.optimizers.SGD(1e-3, momentum=0.9))
+            initial = model.get_weights()
+            # Fixed order: a reshuffling dataset draws a new permutation per iterator, and the
+            # distributed path opens its iterators differently; this test is about gradients.
+            ds = data.train_dataset(data.make_synthetic(8, seed=0), 4, seed=0, augment_images=False, shuffle=False)
+            model.fit(ds, epochs=1, verbose=0)
+            return initial, model.get_weights(), strategy.num_replicas_in_sync
+
+        initial, one, n1 = run(tf.distribute.get_strategy())
+        _, two, n2 = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+        moved = max(float(np.abs(a - b).max()) for a, b in zip(one, initial))
+        print("RESULT", n1, n2, max(float(np.abs(a - b).max()) for a, b in zip(one, two)), moved)
+    """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    n1, n2, diff, moved = out.stdout.split("RESULT")[1].split()
+    assert (n1, n2) == ("1", "2")
+    assert float(moved) > 1e-4  # training changed the weights, so equality means something
+    assert float(diff) < 1e-5
+
+
+@pytest.mark.slow
+def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    worker = """
+        import sys, numpy as np
+        from ssd_tf import training
+        from ssd_tf.config import TrainConfig
+        config = TrainConfig(dataset="synthetic", synthetic_images=8, batch_size=4, epochs=2, steps_per_epoch=1,
+                             strategy="multiworker", output=sys.argv[1], val_images=0, seed=0)
+        result = training.train(config)
+        np.savez(sys.argv[2], *result["model"].get_weights())
+        print("RESULT", result["summary"]["strategy"], result["summary"]["replicas"], result["history"]["loss"])
+    """
+    procs = []
+    for index in range(2):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(worker), str(tmp_path / "run"), str(tmp_path / f"w{index}.npz")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (stdout, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+        assert "RESULT multiworker 2" in stdout
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 100
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key])
+    # The chief alone wrote checkpoints and the final model.
+    assert (tmp_path / "run" / "final.keras").is_file()
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
