@@ -8,6 +8,9 @@ import keras
 from keras import layers
 
 _BN_EPS = 1.001e-5  # keras.applications' ResNet50 value
+# PyTorch's BN momentum 0.1 (Keras 0.9), as the seed trains with; Keras' 0.99 leaves the moving
+# statistics far from the data for the first few hundred steps. Not stored in weight files.
+_BN_MOMENTUM = 0.9
 # keras.applications' ResNet50 BGR channel means (caffe-style preprocessing).
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 BACKBONE_PREFIXES = ("conv1_", "conv2_", "conv3_", "conv4_")
@@ -28,17 +31,17 @@ class CaffePreprocess(layers.Layer):
 def _bottleneck(x, filters, stride, conv_shortcut, name):
     if conv_shortcut:
         shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
-        shortcut = layers.BatchNormalization(epsilon=_BN_EPS, name=name + "_0_bn")(shortcut)
+        shortcut = layers.BatchNormalization(epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=name + "_0_bn")(shortcut)
     else:
         shortcut = x
     x = layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPS, name=name + "_1_bn")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=name + "_1_bn")(x)
     x = layers.Activation("relu", name=name + "_1_relu")(x)
     x = layers.Conv2D(filters, 3, padding="same", name=name + "_2_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPS, name=name + "_2_bn")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=name + "_2_bn")(x)
     x = layers.Activation("relu", name=name + "_2_relu")(x)
     x = layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPS, name=name + "_3_bn")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name=name + "_3_bn")(x)
     x = layers.Add(name=name + "_add")([shortcut, x])
     return layers.Activation("relu", name=name + "_out")(x)
 
@@ -54,7 +57,7 @@ def resnet50_conv4(x):
     """Caffe-preprocessed images [B, H, W, 3] -> conv4 features [B, H/8, W/8, 1024] (38x38 at 300)."""
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
-    x = layers.BatchNormalization(epsilon=_BN_EPS, name="conv1_bn")(x)
+    x = layers.BatchNormalization(epsilon=_BN_EPS, momentum=_BN_MOMENTUM, name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)

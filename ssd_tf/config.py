@@ -34,7 +34,7 @@ class TrainConfig:
     resume: bool = False
     steps_per_epoch: int | None = None  # cap, for smoke runs
     val_images: int = 4  # validation images drawn to TensorBoard each epoch
-    eval_every: int = 0  # epochs between validation mAP evaluations (0: only at the end)
+    eval_every: int = 1  # epochs between validation COCO mAP evaluations (0: never)
 
     def resolved(self):
         """Copy with data-set defaults filled in and every field checked."""

@@ -21,8 +21,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ssd_tf import artifacts
 from ssd_tf import data as data_lib
-from ssd_tf import losses, postprocess, visualize
+from ssd_tf import evaluation, losses, postprocess, visualize
 from ssd_tf.config import TrainConfig
 from ssd_tf.model import build_ssd300
 from ssd_tf.schedules import WarmupSchedule
@@ -77,20 +78,12 @@ def is_chief():
 def load_datasets(config):
     """(train DetectionSet, validation DetectionSet or None) for a resolved config."""
     if config.dataset == "synthetic":
-        train = data_lib.make_synthetic(config.synthetic_images, seed=config.seed, name="synthetic-train")
-        val = data_lib.make_synthetic(max(4, config.synthetic_images // 4), seed=config.seed + 1000,
-                                      name="synthetic-val")
+        train = data_lib.read_dataset("synthetic", synthetic_images=config.synthetic_images, seed=config.seed)
+        val = data_lib.read_dataset("synthetic", synthetic_images=max(4, config.synthetic_images // 4),
+                                    seed=config.seed + 1000)
         return train, val
-    if config.dataset == "voc":
-        classes = config.classes or data_lib.VOC_CLASSES
-        read = lambda split: data_lib.read_voc(config.data_dir, split, class_names=classes)  # noqa: E731
-    else:
-        root = pathlib.Path(config.data_dir)
-        read = lambda split: data_lib.read_coco(  # noqa: E731
-            root / "annotations" / f"instances_{split}.json", root / split)
-    train = read(config.train_split)
-    val = read(config.val_split) if config.val_split else None
-    return train, val
+    read = lambda split: data_lib.read_dataset(config.dataset, config.data_dir, split, config.classes)  # noqa: E731
+    return read(config.train_split), (read(config.val_split) if config.val_split else None)
 
 
 def build_optimizer(config, steps_per_epoch):
@@ -188,6 +181,8 @@ def train(config, callbacks=(), model_fn=None):
     multiworker = strategy_name == "multiworker"
 
     train_set, val_set = load_datasets(config)
+    if chief:
+        artifacts.write_classes(run / artifacts.CLASSES_FILE, train_set.class_names, train_set.category_ids)
     # The multi-worker loop runs one iterator across epochs over whole global batches.
     train_ds = data_lib.train_dataset(train_set, config.batch_size, seed=config.seed, drop_remainder=multiworker)
     val_ds = data_lib.validation_dataset(val_set, config.batch_size) if val_set is not None and len(val_set) else None
@@ -216,12 +211,14 @@ def train(config, callbacks=(), model_fn=None):
     else:
         with strategy.scope():
             compile_model(model, optimizer)
-        cbs = [
-            keras.callbacks.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
-            LearningRateLogger(),
-            keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
-            keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
-        ]
+        has_val = val_set is not None and len(val_set) > 0
+        # Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
+        cbs = [keras.callbacks.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
+               LearningRateLogger()]
+        if has_val and config.eval_every > 0:
+            cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
+        cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
+                keras.callbacks.CSVLogger(str(run / "history.csv"), append=True)]
         samples = _sample_images(val_set, config.val_images)
         if samples is not None:
             cbs.append(DetectionImages(samples, run / "logs" / "images", train_set.class_names))

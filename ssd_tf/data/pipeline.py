@@ -80,10 +80,14 @@ def eval_transform(element, image_size=anchors_lib.SSD300.image_size):
     return image, {"image_id": element["image_id"], "size": element["size"]}
 
 
-def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE):
+def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE, resize=True):
     """Batches of (images [B, 300, 300, 3], {"image_id": [B], "size": [B, 2] (height, width)}),
-    in data set order; resize only."""
+    in data set order; resize only. ``resize=False`` yields the decoded uint8 images (batch 1)."""
     ds = _decoded(detection_set.to_tf(), detection_set, parallel)
+    if not resize:
+        if batch_size != 1:
+            raise ValueError("resize=False needs batch_size=1: images keep their own sizes")
+        return ds.map(lambda e: (e["image"], {"image_id": e["image_id"], "size": e["size"]})).batch(1)
     ds = ds.map(eval_transform, num_parallel_calls=parallel, deterministic=True)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 

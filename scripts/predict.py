@@ -1,0 +1,30 @@
+"""Detect objects in images; write drawn images and detections.json (pixel boxes).
+
+    python scripts/predict.py --model runs/RUN IMAGE_OR_FOLDER --output predictions/
+    python scripts/predict.py --model saved_models/ssd300/1 photo.jpg --output out/ --min-score 0.5
+"""
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ssd_tf import artifacts, prediction  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="run folder, .keras file or exported SavedModel folder")
+    p.add_argument("inputs", help="an image or a folder of images")
+    p.add_argument("--output", required=True, help="folder for drawn images and detections.json")
+    p.add_argument("--min-score", type=float, default=0.3, help="draw and list detections at or above this score")
+    args = p.parse_args(argv)
+    predictor = artifacts.Predictor(args.model)
+    payload = prediction.predict_files(predictor, prediction.list_images(args.inputs), args.output, args.min_score)
+    total = sum(len(i["detections"]) for i in payload["images"])
+    print(f"{len(payload['images'])} image(s), {total} detection(s) >= {args.min_score} -> {args.output}/"
+          + (f"; skipped {len(payload['skipped'])}: " + "; ".join(payload["skipped"]) if payload["skipped"] else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Load what training and export leave behind, and run it on images.
+
+A model can be given as: a run folder (``final.keras``, else its last checkpoint), a ``.keras``
+file, a ``.weights.h5`` file, or an exported SavedModel folder (``saved_models/<name>/<version>``).
+Class names travel in ``classes.json`` beside the model (run folder, or a SavedModel's
+``assets.extra/``).
+"""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ssd_tf import anchors as anchors_lib
+from ssd_tf.model import build_ssd300
+from ssd_tf.postprocess import decode_detections
+
+CLASSES_FILE = "classes.json"
+
+
+def write_classes(path, class_names, category_ids=None):
+    """Write ``classes.json``: names of classes 0..C-1 and their data set category ids."""
+    payload = {"class_names": list(class_names),
+               "category_ids": list(category_ids) if category_ids is not None else list(range(len(class_names)))}
+    pathlib.Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def read_classes(folder):
+    """(class_names, category_ids) from ``folder/classes.json``, or (None, None)."""
+    path = pathlib.Path(folder) / CLASSES_FILE
+    if not path.is_file():
+        return None, None
+    payload = json.loads(path.read_text())
+    return tuple(payload["class_names"]), tuple(payload["category_ids"])
+
+
+def resize_for_model(images_uint8, image_size=anchors_lib.SSD300.image_size):
+    """uint8 [B, H, W, 3] -> float32 [B, 300, 300, 3] 0..255, exactly as the data pipeline resizes."""
+    return tf.image.resize(tf.cast(images_uint8, tf.float32), [image_size, image_size], method="bilinear")
+
+
+def load_keras_model(path, num_classes=None):
+    """A Keras SSD300 from a run folder, a .keras file or a .weights.h5 file (+ num_classes)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        if (path / "final.keras").is_file():
+            return keras.models.load_model(path / "final.keras")
+        backup = path / "checkpoints" / "latest.weights.h5"
+        if backup.is_file():
+            names, _ = read_classes(path)
+            return load_keras_model(backup, num_classes or (len(names) if names else None))
+        latest = tf.train.latest_checkpoint(str(path / "checkpoints"))
+        if latest:  # a multi-worker run's tf.train checkpoint
+            names, _ = read_classes(path)
+            model = build_ssd300(num_classes or len(names))
+            tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+            return model
+        raise FileNotFoundError(f"{path}: no final.keras or checkpoint in this folder")
+    if path.name.endswith(".weights.h5"):
+        if not num_classes:
+            raise ValueError(f"{path}: a weights file needs num_classes (or a classes.json beside it)")
+        model = build_ssd300(num_classes)
+        model.load_weights(path)
+        return model
+    if path.suffix == ".keras":
+        return keras.models.load_model(path)
+    raise ValueError(f"{path}: not a run folder, .keras or .weights.h5 file")
+
+
+def is_saved_model(path):
+    return (pathlib.Path(path) / "saved_model.pb").is_file()
+
+
+class Predictor:
+    """Runs a Keras model or an exported SavedModel on uint8 images of any size.
+
+    ``predict(image_uint8 [H, W, 3])`` -> dict of numpy arrays for the valid detections:
+    ``boxes`` [K, 4] normalised xyxy, ``scores`` [K], ``classes`` [K] (1..C-1).
+    """
+
+    def __init__(self, path, score_threshold=0.05, iou_threshold=0.5, max_detections=100, num_classes=None):
+        path = pathlib.Path(path)
+        self.path = path
+        self.saved_model = is_saved_model(path)
+        if self.saved_model:
+            self.class_names, self.category_ids = read_classes(path / "assets.extra")
+            self._serve = tf.saved_model.load(str(path)).signatures["serve_images"]
+        else:
+            folder = path if path.is_dir() else path.parent
+            self.class_names, self.category_ids = read_classes(folder)
+            if num_classes is None and self.class_names:
+                num_classes = len(self.class_names)
+            self.model = load_keras_model(path, num_classes)
+            n = self.model.output_shape[-1] - 4
+            if self.class_names is None or len(self.class_names) != n:
+                self.class_names = ("background",) + tuple(f"class_{i}" for i in range(1, n))
+                self.category_ids = tuple(range(n))
+
+            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+            def serve(images):
+                out = decode_detections(self.model(resize_for_model(images), training=False),
+                                        score_threshold, iou_threshold, max_detections)
+                return {"detection_boxes": out["boxes"], "detection_scores": out["scores"],
+                        "detection_classes": out["classes"], "num_detections": out["num_detections"]}
+            self._serve = serve
+
+    def predict(self, image_uint8):
+        out = self._serve(images=tf.constant(np.asarray(image_uint8, np.uint8)[None])) if self.saved_model \
+            else self._serve(tf.constant(np.asarray(image_uint8, np.uint8)[None]))
+        n = int(out["num_detections"][0])
+        return {"boxes": out["detection_boxes"][0, :n].numpy(), "scores": out["detection_scores"][0, :n].numpy(),
+                "classes": out["detection_classes"][0, :n].numpy().astype(np.int32)}

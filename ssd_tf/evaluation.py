@@ -1,0 +1,169 @@
+"""COCO-style evaluation (pycocotools COCOeval, iouType "bbox") for any DetectionSet.
+
+Ground truth comes from the DetectionSet (VOC is converted to COCO form; VOC ``difficult``
+objects become ``iscrowd: 1`` so that pycocotools ignores detections on them instead of counting
+them as misses). Detections are mapped back to original-image pixels and data set category ids.
+"""
+
+import contextlib
+import io
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from ssd_tf import data as data_lib
+from ssd_tf.data.coco import load_json
+from ssd_tf.postprocess import decode_detections
+
+log = logging.getLogger("ssd_tf.evaluation")
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def coco_ground_truth(detection_set):
+    """DetectionSet -> COCO instances dict (bbox in pixels, [x, y, w, h])."""
+    images, annotations = [], []
+    for i in range(len(detection_set)):
+        height, width = (int(v) for v in detection_set.sizes[i])
+        image_id = int(detection_set.image_ids[i])
+        images.append({"id": image_id, "width": width, "height": height, "file_name": detection_set.describe(i)})
+        boxes_pixels = detection_set.boxes[i] * np.array([width, height, width, height], np.float64)
+        for box, label, difficult in zip(boxes_pixels, detection_set.labels[i], detection_set.difficult[i]):
+            w, h = float(box[2] - box[0]), float(box[3] - box[1])
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id,
+                "category_id": int(detection_set.category_ids[int(label)]),
+                "bbox": [float(box[0]), float(box[1]), w, h], "area": w * h, "iscrowd": int(bool(difficult)),
+            })
+    categories = [{"id": int(cid), "name": name}
+                  for cid, name in zip(detection_set.category_ids[1:], detection_set.class_names[1:])]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def detections_to_coco(boxes, scores, classes, image_id, size, category_ids):
+    """One image's detections (normalised xyxy, contiguous classes) -> COCO result dicts in pixels."""
+    height, width = (float(v) for v in size)
+    out = []
+    for box, score, cls in zip(boxes, scores, classes):
+        x0, y0, x1, y1 = (float(box[0]) * width, float(box[1]) * height, float(box[2]) * width, float(box[3]) * height)
+        out.append({"image_id": int(image_id), "category_id": int(category_ids[int(cls)]),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+    return out
+
+
+def _quiet(fn, verbose):
+    if verbose:
+        return fn()
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn()
+
+
+def coco_evaluate(ground_truth, results, verbose=True):
+    """Run COCOeval. ``ground_truth``: COCO dict or instances-file path; ``results``: list of dicts or
+    results-file path (a list, or a COCO-style dict whose "annotations" are the detections). Returns {"stats": {name: value} (the 12 COCO stats), "per_class_ap50": {name: AP50}}.
+    """
+    if not isinstance(results, (list, tuple)):
+        loaded = load_json(results)
+        if isinstance(loaded, dict):
+            if not isinstance(loaded.get("annotations"), list):
+                raise ValueError(f"{results}: detections must be a list or a dict with an 'annotations' list")
+            loaded = loaded["annotations"]
+        results = loaded
+
+    def run():
+        if isinstance(ground_truth, dict):
+            gt = COCO()
+            gt.dataset = ground_truth
+            gt.createIndex()
+        else:
+            gt = COCO(str(ground_truth))
+        if isinstance(results, (list, tuple)) and not results:
+            return None, gt
+        dt = gt.loadRes(list(results))
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        return evaluator, gt
+
+    evaluator, gt = _quiet(run, verbose)
+    if evaluator is None:  # no detections at all: every stat is 0
+        names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
+        return {"stats": {k: 0.0 for k in STAT_NAMES}, "per_class_ap50": {n: 0.0 for n in names.values()}}
+    # precision: [IoU thresholds, recall points, categories, area ranges, max dets]
+    precision = evaluator.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, all areas, 100 dets
+    per_class = {}
+    for k, cat_id in enumerate(evaluator.params.catIds):
+        p = precision[:, k]
+        per_class[gt.cats[cat_id]["name"]] = float(p[p > -1].mean()) if np.any(p > -1) else float("nan")
+    return {"stats": dict(zip(STAT_NAMES, (float(s) for s in evaluator.stats))), "per_class_ap50": per_class}
+
+
+def predict_coco_results(model, detection_set, batch_size=8, score_threshold=0.05, max_detections=100):
+    """Run a Keras model over a DetectionSet; return COCO result dicts (pixels, category ids)."""
+    @tf.function
+    def detect(images):
+        return decode_detections(model(images, training=False), score_threshold=score_threshold,
+                                 max_detections=max_detections)
+
+    results = []
+    for images, info in data_lib.eval_dataset(detection_set, batch_size):
+        dets = {k: v.numpy() for k, v in detect(images).items()}
+        for i, (image_id, size) in enumerate(zip(info["image_id"].numpy(), info["size"].numpy())):
+            n = int(dets["num_detections"][i])
+            results += detections_to_coco(dets["boxes"][i, :n], dets["scores"][i, :n], dets["classes"][i, :n],
+                                          image_id, size, detection_set.category_ids)
+    return results
+
+
+def evaluate_model(model, detection_set, batch_size=8, verbose=False):
+    """COCO stats and per-class AP50 of a Keras model on a DetectionSet."""
+    results = predict_coco_results(model, detection_set, batch_size)
+    report = coco_evaluate(coco_ground_truth(detection_set), results, verbose=verbose)
+    report["num_detections"] = len(results)
+    return report
+
+
+def format_report(report):
+    lines = [f"{name:>6} {value:.4f}" for name, value in report["stats"].items()]
+    lines.append("per-class AP50:")
+    lines += [f"  {name:<20} {value:.4f}" for name, value in report["per_class_ap50"].items()]
+    return "\n".join(lines)
+
+
+class COCOEvaluation(keras.callbacks.Callback):
+    """Keras callback: COCO mAP on a DetectionSet every ``every`` epochs, into the logs as
+    ``val_mAP`` and ``val_AP50`` (so TensorBoard, CSVLogger and progress bars show them)."""
+
+    def __init__(self, detection_set, every=1, batch_size=8):
+        super().__init__()
+        self.detection_set = detection_set
+        self.every = every
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every <= 0 or (epoch + 1) % self.every:
+            return
+        report = evaluate_model(self.model, self.detection_set, self.batch_size)
+        if logs is not None:
+            logs["val_mAP"] = report["stats"]["AP"]
+            logs["val_AP50"] = report["stats"]["AP50"]
+        log.info("epoch %d: val mAP %.4f, AP50 %.4f", epoch + 1, report["stats"]["AP"], report["stats"]["AP50"])
+
+
+def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
+    """COCO stats of an ``artifacts.Predictor`` (Keras model or SavedModel) on a DetectionSet."""
+    if not predictor.saved_model:
+        return evaluate_model(predictor.model, detection_set, batch_size, verbose)
+    results = []
+    for images, info in data_lib.eval_dataset(detection_set, 1, resize=False):
+        dets = predictor.predict(images[0].numpy())
+        results += detections_to_coco(dets["boxes"], dets["scores"], dets["classes"], info["image_id"][0].numpy(),
+                                      info["size"][0].numpy(), detection_set.category_ids)
+    report = coco_evaluate(coco_ground_truth(detection_set), results, verbose=verbose)
+    report["num_detections"] = len(results)
+    return report

@@ -1,0 +1,72 @@
+"""Predict on image files: drawn images plus a JSON of detections in pixel coordinates."""
+
+import json
+import logging
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from ssd_tf import visualize
+from ssd_tf.data.records import SkipReport, check_image
+
+log = logging.getLogger("ssd_tf.prediction")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
+def list_images(path):
+    """An image file, or the image files of a folder (sorted, not recursive)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such image or folder")
+    return [path]
+
+
+def load_image(path):
+    """uint8 [H, W, 3] decoded by TensorFlow, as training and serving decode; ValueError naming bad files."""
+    check_image(path)
+    data = tf.io.read_file(str(path))
+    return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8).numpy()
+
+
+def predict_files(predictor, inputs, output_dir, min_score=0.3):
+    """Run ``predictor`` (ssd_tf.artifacts.Predictor) on files; write drawn images and detections.json.
+
+    Detections with score >= ``min_score`` are drawn and listed. Unreadable files are skipped with
+    a warning and listed under "skipped". Returns the JSON payload.
+    """
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = SkipReport()
+    images = []
+    for path in inputs:
+        try:
+            image = load_image(path)
+        except ValueError as err:
+            report.skip("unreadable images", str(err))
+            continue
+        height, width = image.shape[:2]
+        dets = predictor.predict(image)
+        keep = dets["scores"] >= min_score
+        boxes_pixels = dets["boxes"][keep] * np.array([width, height, width, height], np.float32)
+        classes, scores = dets["classes"][keep], dets["scores"][keep]
+        drawn = visualize.draw_detections(image, boxes_pixels, classes, scores, predictor.class_names)
+        suffix = ".jpg" if path.suffix.lower() in (".jpg", ".jpeg") else ".png"
+        out_path = output_dir / (path.stem + suffix)
+        Image.fromarray(drawn).save(out_path, quality=95) if suffix == ".jpg" else Image.fromarray(drawn).save(out_path)
+        images.append({
+            "file": str(path), "drawn": str(out_path), "width": int(width), "height": int(height),
+            "detections": [
+                {"class_id": int(c), "class_name": predictor.class_names[int(c)],
+                 "category_id": int(predictor.category_ids[int(c)]), "score": round(float(s), 5),
+                 "box_pixels": [round(float(v), 2) for v in b]}
+                for b, c, s in zip(boxes_pixels, classes, scores)
+            ],
+        })
+    payload = {"model": str(predictor.path), "min_score": min_score, "images": images,
+               "skipped": report.messages, "box_format": "[xmin, ymin, xmax, ymax] in image pixels"}
+    (output_dir / "detections.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return payload

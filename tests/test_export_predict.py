@@ -1,0 +1,161 @@
+"""Export for TF Serving, prediction CLI and evaluation CLI on real images."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ssd_tf
+from conftest import shared_data
+from ssd_tf import artifacts, export
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+CLASSES = ("background", "raccoon")
+
+
+@pytest.fixture(scope="module")
+def raccoon_images():
+    folder = shared_data("raccoon", "VOC2007", "JPEGImages")
+    # Differently sized real images, one grayscale (raccoon-150).
+    return [folder / name for name in ("raccoon-1.jpg", "raccoon-150.jpg", "raccoon-20.jpg")]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """A run-like folder: a random-init 2-class model whose heads favour 'raccoon' a little,
+    so detections exist, saved as final.keras with its classes.json."""
+    folder = tmp_path_factory.mktemp("run")
+    model = ssd_tf.build_ssd300(num_classes=2)
+    conv = model.get_layer("conf3_conv")
+    kernel, bias = conv.get_weights()
+    bias = bias.reshape(-1, 2)
+    bias[:, 1] += 3.0  # raccoon logit up on the 5x5 map: confident, well-spread boxes
+    conv.set_weights([kernel, bias.reshape(-1)])
+    model.save(folder / "final.keras")
+    artifacts.write_classes(folder / "classes.json", CLASSES)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(run_folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("saved_models")
+    path = export.export_from_artifact(run_folder, root, "raccoon")
+    assert path == root / "raccoon" / "1"
+    return path
+
+
+def _keras_detections(model, image_bytes):
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    out = ssd_tf.decode_detections(model(artifacts.resize_for_model(image[None]), training=False))
+    n = int(out["num_detections"][0])
+    return out["boxes"][0, :n].numpy(), out["scores"][0, :n].numpy(), out["classes"][0, :n].numpy()
+
+
+def test_saved_model_layout_and_single_copy_of_variables(exported, run_folder):
+    assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
+    assert json.loads((exported / "assets.extra" / "classes.json").read_text())["class_names"] == list(CLASSES)
+    size = sum(p.stat().st_size for p in (exported / "variables").iterdir())
+    params = artifacts.load_keras_model(run_folder).count_params()
+    assert params * 4 < size < params * 4 * 1.2  # float32, stored once (twice would be 2x)
+    assert export.next_version(exported.parent) == 2
+
+
+def test_fresh_process_detections_equal_keras(exported, run_folder, raccoon_images, tmp_path):
+    code = """
+import sys, json, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+data = [open(p, "rb").read() for p in sys.argv[3:]]
+out = loaded.signatures["serving_default"](image_bytes=tf.constant(data))
+np.savez(sys.argv[2], **{k: v.numpy() for k, v in out.items()})
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(exported), str(tmp_path / "out.npz"),
+                             *map(str, raccoon_images)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "out.npz")
+    model = artifacts.load_keras_model(run_folder)
+    for i, path in enumerate(raccoon_images):
+        boxes, scores, classes = _keras_detections(model, path.read_bytes())
+        n = int(served["num_detections"][i])
+        assert n == len(scores) > 0
+        np.testing.assert_allclose(served["detection_scores"][i, :n], scores, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(served["detection_boxes"][i, :n], boxes, atol=1e-4)
+        np.testing.assert_array_equal(served["detection_classes"][i, :n], classes)
+
+
+def test_saved_model_cli_show_and_run(exported, raccoon_images, tmp_path):
+    cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
+    show = subprocess.run([str(cli), "show", "--dir", str(exported), "--all"], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert show.returncode == 0, show.stderr[-2000:]
+    for text in ("signature_def['serving_default']", "signature_def['serve_images']", "image_bytes",
+                 "detection_boxes", "num_detections", "DT_UINT8", "DT_STRING"):
+        assert text in show.stdout
+    image = tf.io.decode_image(raccoon_images[0].read_bytes(), channels=3).numpy()[None]
+    np.save(tmp_path / "images.npy", image)
+    run = subprocess.run([str(cli), "run", "--dir", str(exported), "--tag_set", "serve", "--signature_def",
+                          "serve_images", "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir",
+                          str(tmp_path / "cli")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    served = tf.saved_model.load(str(exported)).signatures["serve_images"](images=tf.constant(image))
+    np.testing.assert_allclose(np.load(tmp_path / "cli" / "detection_scores.npy"), served["detection_scores"],
+                               rtol=1e-5)
+
+
+def test_wrong_inputs_give_clear_errors(exported):
+    sig = tf.saved_model.load(str(exported)).signatures
+    cases = [
+        ("serving_default", {"image_bytes": tf.constant([b"not an image"])}, "not a JPEG, PNG"),
+        ("serving_default", {"image_bytes": tf.constant([[b"x"]])}, "must be a 1-D batch"),
+        ("serve_images", {"images": tf.zeros([1, 20, 20, 4], tf.uint8)}, r"images must be uint8 \[batch"),
+        ("serve_images", {"images": tf.zeros([1, 20, 20, 3], tf.float32)}, "expected to be a uint8 tensor"),
+        ("serve_images", {"images": tf.zeros([20, 20, 3], tf.uint8)}, "must be 4-dimensional"),
+    ]
+    for name, kwargs, message in cases:
+        with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError), match=message):
+            sig[name](**kwargs)
+
+
+def test_predict_cli_writes_drawn_images_and_pixel_json(run_folder, raccoon_images, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in raccoon_images:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "scripts/predict.py", "--model", str(run_folder), str(folder),
+                           "--output", str(out), "--min-score", "0.2"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads((out / "detections.json").read_text())
+    assert [pathlib.Path(i["file"]).name for i in payload["images"]] == sorted(p.name for p in raccoon_images)
+    assert len(payload["skipped"]) == 1 and "broken.jpg" in payload["skipped"][0] and "skipped 1" in proc.stdout
+    for entry in payload["images"]:
+        drawn = tf.io.decode_image((out / pathlib.Path(entry["drawn"]).name).read_bytes()).numpy()
+        assert drawn.shape[:2] == (entry["height"], entry["width"])
+        assert entry["detections"]
+        for det in entry["detections"]:
+            x0, y0, x1, y1 = det["box_pixels"]
+            assert 0 <= x0 < x1 <= entry["width"] and 0 <= y0 < y1 <= entry["height"]
+            assert det["class_name"] == "raccoon" and det["class_id"] == 1 and det["score"] >= 0.2
+        original = tf.io.decode_image(pathlib.Path(entry["file"]).read_bytes(), channels=3).numpy()
+        assert np.abs(drawn.astype(int) - original).max() > 100  # boxes were drawn
+
+
+def test_evaluate_cli_keras_and_saved_model_agree(run_folder, exported):
+    args = ["--dataset", "voc", "--data-dir", str(shared_data("raccoon", "VOC2007")), "--split", "val"]
+    outs = []
+    for model in (run_folder, exported):
+        proc = subprocess.run([sys.executable, "scripts/evaluate.py", "--model", str(model), *args], cwd=ROOT,
+                              env=ENV, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "AP50" in proc.stdout and "raccoon" in proc.stdout
+        outs.append([line for line in proc.stdout.splitlines() if line.strip().startswith(("AP", "AR"))])
+    assert len(outs[0]) == 12
+    for a, b in zip(*outs):
+        assert abs(float(a.split()[-1]) - float(b.split()[-1])) < 2e-3
