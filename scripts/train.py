@@ -10,7 +10,6 @@
 import argparse
 import logging
 import os
-import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -48,9 +47,7 @@ def config_from_args(args):
     if args.resume:
         if not args.output:
             raise SystemExit("--resume needs --output RUN_FOLDER")
-        saved = TrainConfig.load(pathlib.Path(args.output) / "config.json")
-        return TrainConfig(**{**saved.__dict__, "resume": True, "output": args.output,
-                              "epochs": args.epochs or saved.epochs})
+        return TrainConfig.resume_from(args.output, args.epochs)
     weights = args.backbone_weights or ("none" if args.dataset == "synthetic" else "imagenet")
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, train_split=args.train_split, val_split=args.val_split,

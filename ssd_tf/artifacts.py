@@ -98,7 +98,7 @@ class Predictor:
                 self.class_names = ("background",) + tuple(f"class_{i}" for i in range(1, n))
                 self.category_ids = tuple(range(n))
 
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
             def serve(images):
                 out = decode_detections(self.model(resize_for_model(images), training=False),
                                         score_threshold, iou_threshold, max_detections)
@@ -107,8 +107,8 @@ class Predictor:
             self._serve = serve
 
     def predict(self, image_uint8):
-        out = self._serve(images=tf.constant(np.asarray(image_uint8, np.uint8)[None])) if self.saved_model \
-            else self._serve(tf.constant(np.asarray(image_uint8, np.uint8)[None]))
+        # Same call for both: the SavedModel's serve_images signature and our tf.function.
+        out = self._serve(images=tf.constant(np.asarray(image_uint8, np.uint8)[None]))
         n = int(out["num_detections"][0])
         return {"boxes": out["detection_boxes"][0, :n].numpy(), "scores": out["detection_scores"][0, :n].numpy(),
                 "classes": out["detection_classes"][0, :n].numpy().astype(np.int32)}

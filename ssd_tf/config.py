@@ -47,7 +47,7 @@ class TrainConfig:
         c.train_split = c.train_split if c.train_split is not None else splits[c.dataset][0]
         c.val_split = c.val_split if c.val_split is not None else splits[c.dataset][1]
         # NVIDIA SSD300 v1.1 recipe for COCO: 65 epochs, lr 2.6e-3 per 32 images, 300 warmup steps.
-        defaults = {"coco": (65, 2.6e-3, 300), "voc": (120, 2.6e-3, 300), "synthetic": (6, 2e-2, 8)}
+        defaults = {"coco": (65, 2.6e-3, 300), "voc": (120, 2.6e-3, 300), "synthetic": (6, 1e-2, 8)}
         epochs, lr, warmup = defaults[c.dataset]
         c.epochs = c.epochs if c.epochs is not None else epochs
         c.lr = c.lr if c.lr is not None else lr
@@ -79,3 +79,12 @@ class TrainConfig:
     @classmethod
     def load(cls, path):
         return cls(**json.loads(pathlib.Path(path).read_text()))
+
+    @classmethod
+    def resume_from(cls, run_dir, epochs=None):
+        """The config saved in ``run_dir``, set to resume; ``epochs`` may extend the run."""
+        path = pathlib.Path(run_dir) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; --resume needs the folder of an earlier run")
+        saved = cls.load(path)
+        return dataclasses.replace(saved, resume=True, output=str(run_dir), epochs=epochs or saved.epochs)

@@ -167,3 +167,22 @@ def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
     report = coco_evaluate(coco_ground_truth(detection_set), results, verbose=verbose)
     report["num_detections"] = len(results)
     return report
+
+
+def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=1000):
+    """Evaluate a run folder / .keras / SavedModel on a data set read by kind (voc, coco, synthetic).
+
+    VOC classes default to the model's own; the data set must have the model's class count.
+    ``seed`` picks the synthetic set (training validates on seed + 1000). Returns (report, dataset).
+    """
+    from ssd_tf import artifacts
+    from ssd_tf.data import read_dataset
+
+    predictor = artifacts.Predictor(model_path, score_threshold=0.05)
+    classes = list(classes) if classes else list(predictor.class_names[1:])
+    split = split or {"voc": "val", "coco": "val2017"}.get(kind)
+    dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=16, seed=seed)
+    if dataset.num_classes != len(predictor.class_names):
+        raise ValueError(f"{model_path} has {len(predictor.class_names) - 1} classes, {dataset.name} has "
+                         f"{dataset.num_classes - 1}: evaluate on the data the model was trained for")
+    return evaluate_predictor(predictor, dataset, batch_size), dataset

@@ -166,8 +166,8 @@ def prepare_run_dir(config, chief=True):
 def train(config, callbacks=(), model_fn=None):
     """Train SSD300 as ``config`` says. Returns a dict: run_dir, model, history, summary.
 
-    ``callbacks`` are extra Keras callbacks (fit path only); ``model_fn(num_classes)`` replaces
-    ``build_ssd300`` (tests use it to freeze or shrink the model).
+    ``callbacks`` are extra Keras callbacks (fit path only); ``model_fn(num_classes)``, if given,
+    builds the model instead of ``build_ssd300`` (e.g. with frozen layers).
     """
     config = config.resolved()
     start = time.time()
@@ -188,7 +188,10 @@ def train(config, callbacks=(), model_fn=None):
     val_ds = data_lib.validation_dataset(val_set, config.batch_size) if val_set is not None and len(val_set) else None
     report = [f"train: {train_set.report.summary()}"] + ([f"val: {val_set.report.summary()}"] if val_set else [])
     for line in report:
-        log.warning(line) if "skipped" in line and "nothing" not in line else log.info(line)
+        if "nothing skipped" in line:
+            log.info(line)
+        else:
+            log.warning(line)
     usable = len(train_set.without_difficult().without_empty(report=False))
     steps_per_epoch = usable // config.batch_size if multiworker else math.ceil(usable / config.batch_size)
     if steps_per_epoch < 1:
@@ -211,11 +214,10 @@ def train(config, callbacks=(), model_fn=None):
     else:
         with strategy.scope():
             compile_model(model, optimizer)
-        has_val = val_set is not None and len(val_set) > 0
         # Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
         cbs = [keras.callbacks.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
                LearningRateLogger()]
-        if has_val and config.eval_every > 0:
+        if val_ds is not None and config.eval_every > 0:
             cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
         cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
                 keras.callbacks.CSVLogger(str(run / "history.csv"), append=True)]
@@ -253,10 +255,8 @@ def _fit_multiworker(config, strategy, model, optimizer, train_ds, run, chief, s
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dist_ds = strategy.experimental_distribute_dataset(train_ds.with_options(options))
-    loss_scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-
     with strategy.scope():
-        if config.mixed_precision == "float16" and not loss_scale:
+        if config.mixed_precision == "float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -272,7 +272,7 @@ def _fit_multiworker(config, strategy, model, optimizer, train_ds, run, chief, s
             pred = model(images, training=True)
             loc, cls, _ = losses.ssd_loss_parts(y_true, pred)
             loss = tf.nn.compute_average_loss(loc + cls, global_batch_size=global_batch)
-            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+            scaled = optimizer.scale_loss(loss)  # loss scaling under float16; identity otherwise
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss

@@ -1,16 +1,21 @@
 """Draw detections on images so people can read them: labelled, coloured per class, with scores."""
 
-import colorsys
-
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
+# Kelly's colours of maximum contrast (without white and black): neighbouring ids never look alike.
+_PALETTE = (
+    (255, 179, 0), (128, 62, 117), (255, 104, 0), (166, 189, 215), (193, 0, 32), (206, 162, 98),
+    (0, 125, 52), (246, 118, 142), (0, 83, 138), (255, 122, 92), (83, 55, 122), (255, 142, 0),
+    (179, 40, 81), (244, 200, 0), (127, 24, 13), (147, 170, 0), (89, 51, 21), (241, 58, 19),
+    (35, 44, 22), (129, 112, 102),
+)
+
+
 def class_colour(class_id):
-    """A stable, distinct, saturated colour per class id (golden-ratio hue steps)."""
-    hue = (class_id * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
+    """A stable colour per class id from a high-contrast palette."""
+    return _PALETTE[(int(class_id) - 1) % len(_PALETTE)]
 
 
 def _font(size):
@@ -34,8 +39,8 @@ def draw_detections(image, boxes_pixels, classes, scores, class_names=None, min_
     draw = ImageDraw.Draw(image)
     width, height = image.size
     line = max(2, round(min(width, height) / 200))
-    font = _font(max(11, round(min(width, height) / 35)))
-    for i in np.argsort(np.asarray(scores))[::-1][::-1]:
+    font = _font(max(13, round(min(width, height) / 28)))
+    for i in np.argsort(np.asarray(scores)):
         score = float(scores[i])
         if score < min_score:
             continue

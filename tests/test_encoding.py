@@ -4,7 +4,7 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import random_gt_boxes
-from ssd_tf import anchors, boxes as box_ops, encoding
+from ssd_tf import boxes as box_ops, encoding
 
 torch = pytest.importorskip("torch")
 seed = pytest.importorskip("seed_reference")

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import ssd_tf
-from ssd_tf import data, training
+from ssd_tf import data, export, training
 from ssd_tf.config import TrainConfig
 from ssd_tf.schedules import WarmupSchedule
 
@@ -106,7 +106,12 @@ def test_resume_continues_from_saved_epoch(tmp_path):
         training.train(config, callbacks=[Interrupt()])
     with pytest.raises(FileExistsError, match="--resume"):
         training.train(config)
-    resumed = training.train(TrainConfig(**{**config.__dict__, "resume": True}))
+    # The interrupted run has no final.keras yet: its last checkpoint exports for serving.
+    assert not (tmp_path / "run" / "final.keras").exists()
+    exported = export.export_from_artifact(tmp_path / "run", tmp_path / "saved_models", "partial")
+    served = tf.saved_model.load(str(exported)).signatures["serve_images"](images=tf.zeros([1, 50, 80, 3], tf.uint8))
+    assert served["detection_boxes"].shape == (1, 100, 4)
+    resumed = training.train(TrainConfig.resume_from(tmp_path / "run"))
     assert len(resumed["history"]["loss"]) == 1  # only epoch 3 ran
     assert int(resumed["model"].optimizer.iterations.numpy()) == 3  # optimizer state restored
     rows = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
@@ -121,7 +126,7 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final loss" in proc.stdout
     config = json.loads((run / "config.json").read_text())
-    assert config["dataset"] == "synthetic" and config["epochs"] == 1 and config["lr"] == 2e-2
+    assert config["dataset"] == "synthetic" and config["epochs"] == 1 and config["lr"] == 1e-2
     assert (run / "final.keras").is_file() and any((run / "checkpoints").iterdir())
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert events
@@ -142,7 +147,7 @@ def test_mirrored_two_replicas_equals_one_device():
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras, numpy as np, ssd_tf
-        from ssd_tf import data, training
+        from ssd_tf import data, export, training
 
         def run(strategy):
             keras.utils.set_random_seed(0)

@@ -85,7 +85,7 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
 
     sizes = check_images([p[1] for p in parsed])
     out = dict(sources=[], boxes=[], labels=[], difficult=[], image_ids=[], sizes=[])
-    for index, ((image_id, image, boxes, labels, difficult), size) in enumerate(zip(parsed, sizes)):
+    for index, ((_name, image, boxes, labels, difficult), size) in enumerate(zip(parsed, sizes)):
         if isinstance(size, ValueError):
             report.skip("unreadable images", str(size))
             continue
