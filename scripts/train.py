@@ -40,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last epoch")
     p.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
     p.add_argument("--synthetic-images", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=1, help="epochs between validation COCO mAP runs (0: never)")
     return p.parse_args(argv)
 
 
@@ -56,6 +57,7 @@ def config_from_args(args):
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
         mixed_precision=args.mixed_precision, backbone_weights=weights, strategy=args.strategy, seed=args.seed,
         output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,
+        eval_every=args.eval_every,
     )
 
 

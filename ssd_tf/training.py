@@ -90,7 +90,11 @@ def build_optimizer(config, steps_per_epoch):
     """SGD with momentum and weight decay on a warmup + step/cosine schedule (lr scaled by batch)."""
     total = config.epochs * steps_per_epoch
     boundaries = [round(total * 2 / 3), round(total * 5 / 6)]
-    schedule = WarmupSchedule(config.scaled_lr, total, config.warmup_steps, config.schedule, boundaries)
+    # NVIDIA's 300 warmup steps assume long runs; never let warmup take over a short one.
+    warmup = min(config.warmup_steps, total // 4)
+    if warmup < config.warmup_steps:
+        log.info("warmup shortened from %d to %d steps (a quarter of this run)", config.warmup_steps, warmup)
+    schedule = WarmupSchedule(config.scaled_lr, total, warmup, config.schedule, boundaries)
     return keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
 
 

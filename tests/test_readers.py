@@ -152,3 +152,14 @@ def test_synthetic_set_is_deterministic():
     for boxes, labels in zip(a.boxes, a.labels):
         assert boxes.min() >= 0 and boxes.max() <= 1 and np.all(boxes[:, 2:] > boxes[:, :2])
         assert set(labels.tolist()) <= {1, 2, 3}
+
+
+def test_read_dataset_coco_folder_layout(tmp_path):
+    root = shared_data("voc2012_sample")
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val.json").write_bytes((root / "coco" / "instances.json").read_bytes())
+    (tmp_path / "val").symlink_to(root / "VOC2012" / "JPEGImages")
+    s = data.read_dataset("coco", tmp_path, "val")
+    assert len(s) == 100 and s.num_objects == 273 and s.num_classes == 21
+    with pytest.raises(ValueError, match="--data-dir"):
+        data.read_dataset("coco", None, "val")

@@ -138,6 +138,13 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     assert {"epoch_loss", "epoch_loc_loss", "epoch_cls_loss", "epoch_learning_rate", "validation_detections"} <= tags
     model = keras.models.load_model(run / "final.keras")
     assert model.output_shape == (None, 8732, 8)
+    # A fresh process loads the trained (compiled) model and predicts with it.
+    image = tmp_path / "shapes.jpg"
+    image.write_bytes(data.make_synthetic(1, seed=9).sources[0])
+    proc = subprocess.run([sys.executable, "scripts/predict.py", "--model", str(run), str(image), "--output",
+                           str(tmp_path / "pred")], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "pred" / "detections.json").read_text())["images"][0]["file"] == str(image)
 
 
 @pytest.mark.slow
@@ -216,3 +223,15 @@ def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
     # The chief alone wrote checkpoints and the final model.
     assert (tmp_path / "run" / "final.keras").is_file()
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+
+
+def test_optimizer_scales_lr_and_caps_warmup_for_short_runs():
+    config = TrainConfig(dataset="coco", data_dir="x", batch_size=64, epochs=2).resolved()
+    def schedule_of(optimizer):
+        return keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+
+    schedule = schedule_of(training.build_optimizer(config, steps_per_epoch=50))
+    assert isinstance(schedule, WarmupSchedule)
+    assert schedule.base_lr == pytest.approx(2.6e-3 * 2) and schedule.warmup_steps == 25  # 100 steps / 4
+    assert schedule.boundaries == (67, 83)
+    assert schedule_of(training.build_optimizer(config, steps_per_epoch=5000)).warmup_steps == 300
