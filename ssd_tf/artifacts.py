@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd_tf import anchors as anchors_lib
+from ssd_tf.data.pipeline import resize_image
 from ssd_tf.model import build_ssd300
 from ssd_tf.postprocess import decode_detections
 
@@ -34,11 +34,6 @@ def read_classes(folder):
         return None, None
     payload = json.loads(path.read_text())
     return tuple(payload["class_names"]), tuple(payload["category_ids"])
-
-
-def resize_for_model(images_uint8, image_size=anchors_lib.SSD300.image_size):
-    """uint8 [B, H, W, 3] -> float32 [B, 300, 300, 3] 0..255, exactly as the data pipeline resizes."""
-    return tf.image.resize(tf.cast(images_uint8, tf.float32), [image_size, image_size], method="bilinear")
 
 
 def load_keras_model(path, num_classes=None):
@@ -100,7 +95,7 @@ class Predictor:
 
             @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
             def serve(images):
-                out = decode_detections(self.model(resize_for_model(images), training=False),
+                out = decode_detections(self.model(resize_image(images), training=False),
                                         score_threshold, iou_threshold, max_detections)
                 return {"detection_boxes": out["boxes"], "detection_scores": out["scores"],
                         "detection_classes": out["classes"], "num_detections": out["num_detections"]}

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from ssd_tf import anchors as anchors_lib
 from ssd_tf import artifacts
+from ssd_tf.data.pipeline import resize_image
 from ssd_tf.postprocess import decode_detections
 
 _SIGNATURES = ("serving_default", "serve_images")
@@ -58,7 +59,7 @@ class ServingModule(tf.Module):
                 "image_bytes: an element is not a JPEG, PNG, GIF, BMP or WebP image"])]):
             image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
         image.set_shape([None, None, 3])
-        return artifacts.resize_for_model(image[None], self.image_size)[0]
+        return resize_image(image, self.image_size)
 
     # Any rank in the signature so that a wrong one gets our message: with a static [None] the
     # rank check folds away and a 2-D request fails deep in map_fn.
@@ -78,7 +79,7 @@ class ServingModule(tf.Module):
         valid = tf.reduce_all(shape[1:3] > 0) & tf.equal(shape[-1], 3)
         with tf.control_dependencies([tf.debugging.Assert(valid, [
                 "images must be uint8 [batch, height, width, 3] with height, width >= 1; got shape", shape])]):
-            resized = artifacts.resize_for_model(images, self.image_size)
+            resized = resize_image(images, self.image_size)
         return self._detect(resized)
 
 

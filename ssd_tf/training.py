@@ -202,8 +202,8 @@ def train(config, callbacks=(), model_fn=None):
         raise ValueError(f"{usable} usable training images: fewer than one batch of {config.batch_size}")
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    # Cardinality is unknown (decode errors are dropped), so epochs are counted in steps over a
-    # repeated dataset; each repetition reshuffles and redraws augmentations.
+    # One endless dataset, epochs counted in steps: --steps-per-epoch can cap them, and the
+    # multi-worker loop keeps one iterator. Each repetition reshuffles and redraws augmentations.
     train_ds = train_ds.repeat()
 
     with strategy.scope():

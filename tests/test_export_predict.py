@@ -13,6 +13,7 @@ import tensorflow as tf
 import ssd_tf
 from conftest import shared_data
 from ssd_tf import artifacts, export
+from ssd_tf.data.pipeline import resize_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
@@ -52,7 +53,7 @@ def exported(run_folder, tmp_path_factory):
 
 def _keras_detections(model, image_bytes):
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    out = ssd_tf.decode_detections(model(artifacts.resize_for_model(image[None]), training=False))
+    out = ssd_tf.decode_detections(model(resize_image(image[None]), training=False))
     n = int(out["num_detections"][0])
     return out["boxes"][0, :n].numpy(), out["scores"][0, :n].numpy(), out["classes"][0, :n].numpy()
 

@@ -70,3 +70,21 @@ def test_real_voc_pipeline_encodes_positives():
     s = data.read_voc(shared_data("raccoon", "VOC2007"), "val", class_names=("raccoon",))
     for _, y_true in data.train_dataset(s, 8, seed=0).take(2):
         assert np.all((y_true[..., 4].numpy() > 0).sum(axis=1) >= 1)
+
+
+def test_datasets_have_known_length_for_keras(synthetic):
+    assert int(data.train_dataset(synthetic, 5, seed=0).cardinality()) == 3  # 12 images, batch 5
+    assert int(data.eval_dataset(synthetic, 4).cardinality()) == 3
+
+
+def test_file_changed_after_parsing_is_named_not_silently_dropped(tmp_path):
+    from PIL import Image
+    for i in range(3):
+        Image.fromarray(np.full((20, 30, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    s = data.DetectionSet(
+        sources=[str(tmp_path / f"{i}.png") for i in range(3)], boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * 3,
+        labels=[np.array([1], np.int32)] * 3, difficult=[np.zeros(1, bool)] * 3, image_ids=[0, 1, 2],
+        sizes=[(20, 30)] * 3, class_names=("background", "x"), category_ids=(0, 1))
+    (tmp_path / "1.png").write_bytes(b"overwritten after parsing")
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 3 elements"):
+        list(data.eval_dataset(s, 1))

@@ -23,13 +23,20 @@ def _decode(element, from_bytes):
 def _decoded(dataset, detection_set, parallel):
     from_bytes = bool(detection_set.sources) and isinstance(detection_set.sources[0], bytes)
     decoded = dataset.map(lambda e: _decode(e, from_bytes), num_parallel_calls=parallel)
-    # Readers decode every image once up front, so this only catches a file changed since;
-    # such an image is dropped with a logged warning instead of stopping training mid-epoch.
-    return decoded.ignore_errors(log_warning=True)
+    # Readers decode every image once up front, so a failure here means a file changed on disk
+    # since parsing: it is logged by name, and the cardinality check then stops the epoch with a
+    # count mismatch rather than training on silently fewer images. Declaring the count also
+    # gives Keras a known epoch length (progress bar, no "ran out of data" warning).
+    return decoded.ignore_errors(log_warning=True).apply(
+        tf.data.experimental.assert_cardinality(len(detection_set)))
 
 
-def _resize(image, size):
-    return tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear")
+def resize_image(images, size=anchors_lib.SSD300.image_size):
+    """uint8 or float [H, W, 3] or [B, H, W, 3] -> float32 [.., size, size, 3] in 0..255, bilinear.
+
+    The one resize shared by training, evaluation, prediction and the exported SavedModel.
+    """
+    return tf.image.resize(tf.cast(images, tf.float32), [size, size], method="bilinear")
 
 
 def train_transform(element, seed, image_size=anchors_lib.SSD300.image_size, augment_images=True):
@@ -40,11 +47,11 @@ def train_transform(element, seed, image_size=anchors_lib.SSD300.image_size, aug
     if augment_images:
         s_crop, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         image, boxes, labels = augment.random_crop(image, boxes, labels, s_crop)
-        image = _resize(image, image_size)
+        image = resize_image(image, image_size)
         image = augment.color_jitter(image, s_jitter)
         image, boxes = augment.random_flip(image, boxes, s_flip)
     else:
-        image = _resize(image, image_size)
+        image = resize_image(image, image_size)
     image = tf.ensure_shape(image, [image_size, image_size, 3])
     return image, encoding.encode_y_true(boxes, labels)
 
@@ -76,7 +83,7 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
 
 def eval_transform(element, image_size=anchors_lib.SSD300.image_size):
     """Decoded element -> (image [300, 300, 3] float32, info dict: image_id, size (h, w))."""
-    image = tf.ensure_shape(_resize(element["image"], image_size), [image_size, image_size, 3])
+    image = tf.ensure_shape(resize_image(element["image"], image_size), [image_size, image_size, 3])
     return image, {"image_id": element["image_id"], "size": element["size"]}
 
 
