@@ -35,8 +35,9 @@ def resize_image(images, size=anchors_lib.SSD300.image_size):
     """uint8 or float [H, W, 3] or [B, H, W, 3] -> float32 [.., size, size, 3] in 0..255, bilinear.
 
     The one resize shared by training, evaluation, prediction and the exported SavedModel.
+    Antialiased like the seed's PIL resize, so large photos do not alias when shrunk to 300.
     """
-    return tf.image.resize(tf.cast(images, tf.float32), [size, size], method="bilinear")
+    return tf.image.resize(tf.cast(images, tf.float32), [size, size], method="bilinear", antialias=True)
 
 
 def train_transform(element, seed, image_size=anchors_lib.SSD300.image_size, augment_images=True):
