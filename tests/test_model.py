@@ -53,7 +53,9 @@ def test_normalisation_is_inside_the_model(ssd21):
 def test_head_kernels_are_xavier_uniform(ssd21):
     kernel = ssd21.get_layer("conf0_conv").get_weights()[0]  # 3x3x1024x84
     limit = np.sqrt(6 / (9 * 1024 + 9 * 84))
-    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+    largest = float(np.abs(kernel).max())
+    # float32 draws can round a hair above the float64 limit; a wrong init would miss by far more.
+    assert 0.9 * limit < largest <= limit * (1 + 1e-6)
 
 
 def test_backbone_weights_from_file(tmp_path):
