@@ -9,7 +9,6 @@ optimizer, epoch), logs/ (TensorBoard), history.csv, skipped.txt, final.keras, s
 
 import json
 import logging
-import math
 import os
 import pathlib
 import time
@@ -109,10 +108,10 @@ def train(config, callbacks=(), model_fn=None):
             log.info(line)
         else:
             log.warning(line)
-    usable = len(train_set.without_difficult().without_empty(report=False))
-    steps_per_epoch = usable // config.batch_size if multiworker else math.ceil(usable / config.batch_size)
+    # The pipeline knows its length (batches after skips; whole batches only for multi-worker).
+    steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 1:
-        raise ValueError(f"{usable} usable training images: fewer than one batch of {config.batch_size}")
+        raise ValueError(f"{train_set.name}: fewer usable training images than one batch of {config.batch_size}")
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     # One endless dataset, epochs counted in steps: --steps-per-epoch can cap them, and the
@@ -141,9 +140,8 @@ def train(config, callbacks=(), model_fn=None):
         samples = callbacks_lib.sample_images(val_set, config.val_images)
         if samples is not None:
             cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names))
-        val_steps = math.ceil(len(val_set.without_empty(report=False)) / config.batch_size) if val_ds else None
         fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        steps_per_epoch=steps_per_epoch, validation_steps=val_steps, shuffle=False,
+                        steps_per_epoch=steps_per_epoch, shuffle=False,
                         callbacks=cbs + list(callbacks), verbose=2 if os.environ.get("CI") else "auto")
         history = fit.history
 

@@ -138,6 +138,10 @@ def test_bad_voc_inputs_are_skipped_counted_and_named(tmp_path):
     assert batches[0][0].shape[0] == 6
     assert s.report.counts["images without objects"] == 2  # "empty", and "unknown" once difficult is dropped
     assert "empty.jpg: no objects" in "\n".join(s.report.messages)
+    # Declared lengths count what the pipeline really yields (Keras relies on them).
+    from ssd_tf.data import validation_dataset
+    val = validation_dataset(s, 4)
+    assert int(val.cardinality()) == len(list(val)) == 2  # 6 usable images
 
 
 def test_missing_split_file_raises(tmp_path):

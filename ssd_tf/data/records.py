@@ -90,14 +90,13 @@ class DetectionSet:
             difficult=[d[k] for d, k in zip(self.difficult, keep)],
         )
 
-    def without_empty(self, report=True):
-        """Copy without images that have no objects (training can't learn from them)."""
-        keep = [i for i, l in enumerate(self.labels) if len(l)]
-        if report:
-            for i in range(len(self)):
-                if not len(self.labels[i]):
-                    self.report.skip("images without objects", f"{self.describe(i)}: no objects")
-        return self.subset(keep)
+    def without_empty(self):
+        """Copy without images that have no objects (training can't learn from them); each one
+        dropped is reported."""
+        for i in range(len(self)):
+            if not len(self.labels[i]):
+                self.report.skip("images without objects", f"{self.describe(i)}: no objects")
+        return self.subset([i for i, l in enumerate(self.labels) if len(l)])
 
     def subset(self, indices):
         pick = lambda xs: [xs[i] for i in indices]  # noqa: E731
