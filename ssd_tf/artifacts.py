@@ -13,9 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd_tf.data.pipeline import resize_image
 from ssd_tf.model import build_ssd300
-from ssd_tf.postprocess import decode_detections
+from ssd_tf.serving import ServingModule
 
 CLASSES_FILE = "classes.json"
 
@@ -71,6 +70,8 @@ def is_saved_model(path):
 class Predictor:
     """Runs a Keras model or an exported SavedModel on uint8 images of any size.
 
+    Thresholds apply to Keras models; a SavedModel keeps those it was exported with.
+
     ``predict(image_uint8 [H, W, 3])`` -> dict of numpy arrays for the valid detections:
     ``boxes`` [K, 4] normalised xyxy, ``scores`` [K], ``classes`` [K] (1..C-1).
     """
@@ -92,17 +93,13 @@ class Predictor:
             if self.class_names is None or len(self.class_names) != n:
                 self.class_names = ("background",) + tuple(f"class_{i}" for i in range(1, n))
                 self.category_ids = tuple(range(n))
-
-            @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-            def serve(images):
-                out = decode_detections(self.model(resize_image(images), training=False),
-                                        score_threshold, iou_threshold, max_detections)
-                return {"detection_boxes": out["boxes"], "detection_scores": out["scores"],
-                        "detection_classes": out["classes"], "num_detections": out["num_detections"]}
-            self._serve = serve
+            # The very graph that export saves, so prediction and evaluation match serving. Keep the
+            # module itself: a tf.function method holds only a weak reference to its instance.
+            self._module = ServingModule(self.model, score_threshold, iou_threshold, max_detections)
+            self._serve = self._module.serve_images
 
     def predict(self, image_uint8):
-        # Same call for both: the SavedModel's serve_images signature and our tf.function.
+        # Same call for both: the SavedModel's serve_images signature, or the module's tf.function.
         out = self._serve(images=tf.constant(np.asarray(image_uint8, np.uint8)[None]))
         n = int(out["num_detections"][0])
         return {"boxes": out["detection_boxes"][0, :n].numpy(), "scores": out["detection_scores"][0, :n].numpy(),
