@@ -167,3 +167,9 @@ def test_read_dataset_coco_folder_layout(tmp_path):
     assert len(s) == 100 and s.num_objects == 273 and s.num_classes == 21
     with pytest.raises(ValueError, match="--data-dir"):
         data.read_dataset("coco", None, "val")
+
+
+def test_voc_can_drop_difficult_objects_when_reading():
+    root = shared_data("voc2012_sample", "VOC2012")
+    s = data.read_voc(root, "trainval", keep_difficult=False)
+    assert len(s) == 100 and s.num_objects == 273 - 38 and not any(d.any() for d in s.difficult)

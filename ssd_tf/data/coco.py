@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 
-from ssd_tf.data.records import DetectionSet, SkipReport, check_images, clean_boxes_pixels
+from ssd_tf.data.records import SkipReport, assemble
 
 
 def load_json(path):
@@ -65,28 +65,15 @@ def read_coco(annotations, image_dir):
         x, y, w, h = (float(v) for v in bbox)
         per_image[image_id].append(([x, y, x + w, y + h], cat_to_label[cat]))
 
-    ids = list(images)
-    paths = [str(pathlib.Path(image_dir) / images[i]["file_name"]) for i in ids]
-    sizes = check_images(paths)
-    out = dict(sources=[], boxes=[], labels=[], difficult=[], image_ids=[], sizes=[])
-    for image_id, path, size in zip(ids, paths, sizes):
-        if isinstance(size, ValueError):
-            report.skip("unreadable images", str(size))
-            continue
+    entries = []
+    for image_id, img in images.items():
         anns = per_image[image_id]
-        boxes = np.array([a[0] for a in anns], np.float64).reshape(-1, 4)
-        labels = np.array([a[1] for a in anns], np.int32)
-        norm, keep = clean_boxes_pixels(boxes, size[0], size[1], path, report)
-        out["sources"].append(path)
-        out["boxes"].append(norm[keep])
-        out["labels"].append(labels[keep])
-        out["difficult"].append(np.zeros(int(keep.sum()), bool))
-        out["image_ids"].append(int(image_id))
-        out["sizes"].append(size)
-    return DetectionSet(
-        **out,
+        entries.append((str(pathlib.Path(image_dir) / img["file_name"]), image_id,
+                        np.array([a[0] for a in anns], np.float64).reshape(-1, 4), [a[1] for a in anns],
+                        np.zeros(len(anns), bool)))
+    return assemble(
+        entries, report,
         class_names=("background",) + tuple(c.get("name", str(c["id"])) for c in categories),
         category_ids=(0,) + tuple(c["id"] for c in categories),
-        report=report,
         name=str(annotations),
     )

@@ -183,3 +183,26 @@ def clean_boxes_pixels(boxes_pixels, height, width, where, report):
     scale = np.array([width, height, width, height], np.float64)
     normalised = np.clip(boxes_pixels / scale, 0.0, 1.0).astype(np.float32)
     return normalised, keep
+
+
+def assemble(entries, report, class_names, category_ids, name):
+    """Turn parsed annotations into a DetectionSet: every image checked once, boxes cleaned.
+
+    ``entries``: (image path, image id, boxes_pixels [n, 4], labels [n], difficult [n]) per image.
+    Unreadable images and invalid boxes are skipped into ``report``.
+    """
+    entries = list(entries)
+    out = dict(sources=[], boxes=[], labels=[], difficult=[], image_ids=[], sizes=[])
+    for (path, image_id, boxes, labels, difficult), size in zip(entries, check_images([e[0] for e in entries])):
+        if isinstance(size, ValueError):
+            report.skip("unreadable images", str(size))
+            continue
+        norm, keep = clean_boxes_pixels(boxes, size[0], size[1], path, report)
+        out["sources"].append(path)
+        out["boxes"].append(norm[keep])
+        out["labels"].append(np.asarray(labels, np.int32)[keep])
+        out["difficult"].append(np.asarray(difficult, bool)[keep])
+        out["image_ids"].append(int(image_id))
+        out["sizes"].append(size)
+    return DetectionSet(**out, class_names=tuple(class_names), category_ids=tuple(category_ids), report=report,
+                        name=name)

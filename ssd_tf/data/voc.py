@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ssd_tf.data.records import DetectionSet, SkipReport, check_images, clean_boxes_pixels
+from ssd_tf.data.records import SkipReport, assemble
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -55,7 +55,8 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
       root: e.g. ``VOCdevkit/VOC2012``.
       split: name of ``ImageSets/Main/<split>.txt``.
       class_names: object class names, in label order 1..C-1.
-      keep_difficult: keep ``difficult`` objects (flagged in ``difficult``); training drops them.
+      keep_difficult: keep ``difficult`` objects, flagged in ``difficult`` (evaluation ignores them,
+        training drops them); False drops them here.
     Returns a DetectionSet. Broken XML, unreadable images and invalid boxes are skipped with a
     warning naming the file and counted in ``.report``; a missing split file raises.
 
@@ -70,7 +71,7 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
     class_index = {name: i + 1 for i, name in enumerate(class_names)}
     report = SkipReport()
 
-    parsed = []
+    entries = []
     for image_id in ids:
         xml = root / "Annotations" / f"{image_id}.xml"
         try:
@@ -81,27 +82,14 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
         image = root / "JPEGImages" / (filename or f"{image_id}.jpg")
         if filename and not image.exists() and (root / "JPEGImages" / f"{image_id}.jpg").exists():
             image = root / "JPEGImages" / f"{image_id}.jpg"  # XML <filename> is often stale
-        parsed.append((image_id, str(image), boxes, labels, difficult))
+        # VOC ids are strings ("2008_000123"): number the images instead.
+        entries.append((str(image), len(entries), boxes, labels, difficult))
 
-    sizes = check_images([p[1] for p in parsed])
-    out = dict(sources=[], boxes=[], labels=[], difficult=[], image_ids=[], sizes=[])
-    for index, ((_name, image, boxes, labels, difficult), size) in enumerate(zip(parsed, sizes)):
-        if isinstance(size, ValueError):
-            report.skip("unreadable images", str(size))
-            continue
-        norm, keep = clean_boxes_pixels(boxes, size[0], size[1], image, report)
-        out["sources"].append(image)
-        out["boxes"].append(norm[keep])
-        out["labels"].append(labels[keep])
-        out["difficult"].append(difficult[keep])
-        out["image_ids"].append(index)
-        out["sizes"].append(size)
-    if parsed and report.counts["objects of unknown class"] and not any(len(l) for l in out["labels"]):
+    dataset = assemble(entries, report, ("background",) + tuple(class_names), range(len(class_names) + 1),
+                       str(root))
+    if entries and report.counts["objects of unknown class"] and not dataset.num_objects:
         raise ValueError(
             f"{root}: no object has a class in the class list {list(class_names)[:5]}...; "
             "pass the data set's class names (e.g. --classes raccoon)"
         )
-    return DetectionSet(
-        **out, class_names=("background",) + tuple(class_names),
-        category_ids=tuple(range(len(class_names) + 1)), report=report, name=str(root),
-    )
+    return dataset if keep_difficult else dataset.without_difficult()
