@@ -35,23 +35,34 @@ def read_classes(folder):
     return tuple(payload["class_names"]), tuple(payload["category_ids"])
 
 
-def load_keras_model(path, num_classes=None):
-    """A Keras SSD300 from a run folder, a .keras file or a .weights.h5 file (+ num_classes)."""
+def classes_beside(path):
+    """(class_names, category_ids) from the classes.json of a model path (run folder or a file's
+    folder), or (None, None)."""
     path = pathlib.Path(path)
+    return read_classes(path if path.is_dir() else path.parent)
+
+
+def load_keras_model(path, num_classes=None):
+    """A Keras SSD300 from a run folder, a .keras file or a .weights.h5 file.
+
+    Weights-only checkpoints need ``num_classes``; by default it comes from classes.json beside them.
+    """
+    path = pathlib.Path(path)
+    if num_classes is None:
+        names, _ = classes_beside(path)
+        num_classes = len(names) if names else None
     if path.is_dir():
         if (path / "final.keras").is_file():
             return keras.models.load_model(path / "final.keras")
         backup = path / "checkpoints" / "latest.weights.h5"
         if backup.is_file():
-            names, _ = read_classes(path)
-            return load_keras_model(backup, num_classes or (len(names) if names else None))
+            return load_keras_model(backup, num_classes)
         latest = tf.train.latest_checkpoint(str(path / "checkpoints"))
-        if latest:  # a multi-worker run's tf.train checkpoint
-            names, _ = read_classes(path)
-            model = build_ssd300(num_classes or len(names))
+        if latest and num_classes:  # a multi-worker run's tf.train checkpoint
+            model = build_ssd300(num_classes)
             tf.train.Checkpoint(model=model).restore(latest).expect_partial()
             return model
-        raise FileNotFoundError(f"{path}: no final.keras or checkpoint in this folder")
+        raise FileNotFoundError(f"{path}: no final.keras, or no checkpoint with a classes.json, in this folder")
     if path.name.endswith(".weights.h5"):
         if not num_classes:
             raise ValueError(f"{path}: a weights file needs num_classes (or a classes.json beside it)")
@@ -84,10 +95,7 @@ class Predictor:
             self.class_names, self.category_ids = read_classes(path / "assets.extra")
             self._serve = tf.saved_model.load(str(path)).signatures["serve_images"]
         else:
-            folder = path if path.is_dir() else path.parent
-            self.class_names, self.category_ids = read_classes(folder)
-            if num_classes is None and self.class_names:
-                num_classes = len(self.class_names)
+            self.class_names, self.category_ids = classes_beside(path)
             self.model = load_keras_model(path, num_classes)
             n = self.model.output_shape[-1] - 4
             if self.class_names is None or len(self.class_names) != n:

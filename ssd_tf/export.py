@@ -48,15 +48,9 @@ def next_version(model_root):
 def export_from_artifact(source, output_root="saved_models", name="ssd300", version=None, num_classes=None,
                          **thresholds):
     """Export a run folder / .keras / .weights.h5 to ``output_root/name/version``. Returns the path."""
-    source = pathlib.Path(source)
-    model = artifacts.load_keras_model(source, num_classes or _classes_count(source))
-    folder = source if source.is_dir() else source.parent
-    class_names, category_ids = artifacts.read_classes(folder)
+    model = artifacts.load_keras_model(source, num_classes)
+    class_names, category_ids = artifacts.classes_beside(source)
     version = version or next_version(pathlib.Path(output_root) / name)
     return export_saved_model(model, pathlib.Path(output_root) / name / str(version), class_names, category_ids,
                               **thresholds)
 
-
-def _classes_count(source):
-    names, _ = artifacts.read_classes(source if source.is_dir() else source.parent)
-    return len(names) if names else None
