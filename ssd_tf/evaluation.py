@@ -103,13 +103,22 @@ def coco_evaluate(ground_truth, results, verbose=True):
     return {"stats": dict(zip(STAT_NAMES, (float(s) for s in evaluator.stats))), "per_class_ap50": per_class}
 
 
-def predict_coco_results(model, detection_set, batch_size=8, score_threshold=0.05, max_detections=100):
-    """Run a Keras model over a DetectionSet; return COCO result dicts (pixels, category ids)."""
+def make_detector(model, score_threshold=0.05, max_detections=100):
+    """A compiled images [B, 300, 300, 3] -> decoded detections function for ``model``.
+
+    Build it once and reuse it: each new tf.function retraces the whole network.
+    """
     @tf.function
     def detect(images):
         return decode_detections(model(images, training=False), score_threshold=score_threshold,
                                  max_detections=max_detections)
+    return detect
 
+
+def predict_coco_results(model, detection_set, batch_size=8, detector=None):
+    """Run a Keras model (or a ``make_detector`` function of it) over a DetectionSet; return COCO
+    result dicts (pixels, category ids)."""
+    detect = detector or make_detector(model)
     results = []
     for images, info in data_lib.eval_dataset(detection_set, batch_size):
         dets = {k: v.numpy() for k, v in detect(images).items()}
@@ -120,12 +129,15 @@ def predict_coco_results(model, detection_set, batch_size=8, score_threshold=0.0
     return results
 
 
-def evaluate_model(model, detection_set, batch_size=8, verbose=False):
-    """COCO stats and per-class AP50 of a Keras model on a DetectionSet."""
-    results = predict_coco_results(model, detection_set, batch_size)
+def _report(detection_set, results, verbose):
     report = coco_evaluate(coco_ground_truth(detection_set), results, verbose=verbose)
     report["num_detections"] = len(results)
     return report
+
+
+def evaluate_model(model, detection_set, batch_size=8, verbose=False, detector=None):
+    """COCO stats and per-class AP50 of a Keras model on a DetectionSet."""
+    return _report(detection_set, predict_coco_results(model, detection_set, batch_size, detector), verbose)
 
 
 def format_report(report):
@@ -144,11 +156,17 @@ class COCOEvaluation(keras.callbacks.Callback):
         self.detection_set = detection_set
         self.every = every
         self.batch_size = batch_size
+        self._detector = None
+
+    def on_train_begin(self, logs=None):
+        self._detector = make_detector(self.model)  # traced once per run, not once per epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every <= 0 or (epoch + 1) % self.every:
             return
-        report = evaluate_model(self.model, self.detection_set, self.batch_size)
+        if self._detector is None:  # used outside model.fit
+            self._detector = make_detector(self.model)
+        report = evaluate_model(self.model, self.detection_set, self.batch_size, detector=self._detector)
         if logs is not None:
             logs["val_mAP"] = report["stats"]["AP"]
             logs["val_AP50"] = report["stats"]["AP50"]
@@ -164,9 +182,7 @@ def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
         dets = predictor.predict(images[0].numpy())
         results += detections_to_coco(dets["boxes"], dets["scores"], dets["classes"], info["image_id"][0].numpy(),
                                       info["size"][0].numpy(), detection_set.category_ids)
-    report = coco_evaluate(coco_ground_truth(detection_set), results, verbose=verbose)
-    report["num_detections"] = len(results)
-    return report
+    return _report(detection_set, results, verbose)
 
 
 def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=1000):

@@ -54,9 +54,9 @@ def predict_files(predictor, inputs, output_dir, min_score=0.3):
         boxes_pixels = dets["boxes"][keep] * np.array([width, height, width, height], np.float32)
         classes, scores = dets["classes"][keep], dets["scores"][keep]
         drawn = visualize.draw_detections(image, boxes_pixels, classes, scores, predictor.class_names)
-        suffix = ".jpg" if path.suffix.lower() in (".jpg", ".jpeg") else ".png"
-        out_path = output_dir / (path.stem + suffix)
-        Image.fromarray(drawn).save(out_path, quality=95) if suffix == ".jpg" else Image.fromarray(drawn).save(out_path)
+        jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+        out_path = output_dir / (path.stem + (".jpg" if jpeg else ".png"))
+        Image.fromarray(drawn).save(out_path, **({"quality": 95} if jpeg else {}))
         images.append({
             "file": str(path), "drawn": str(out_path), "width": int(width), "height": int(height),
             "detections": [
