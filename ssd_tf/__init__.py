@@ -6,7 +6,7 @@ Class 0 is background.
 
 # Importing the package registers every Keras-serializable class (loss, metrics, layers,
 # schedule), so a saved .keras model loads in any process that imports ssd_tf.
-from ssd_tf import schedules  # noqa: F401
+from ssd_tf import optimizers, schedules  # noqa: F401
 from ssd_tf.anchors import default_boxes
 from ssd_tf.encoding import encode_targets, encode_y_true
 from ssd_tf.losses import SSDLoss

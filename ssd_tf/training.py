@@ -21,6 +21,7 @@ from ssd_tf import data as data_lib
 from ssd_tf import distribute, evaluation, losses
 from ssd_tf.config import TrainConfig
 from ssd_tf.model import build_ssd300
+from ssd_tf.optimizers import TorchSGD
 from ssd_tf.schedules import WarmupSchedule
 
 log = logging.getLogger("ssd_tf.training")
@@ -40,7 +41,8 @@ def load_datasets(config):
 
 
 def build_optimizer(config, steps_per_epoch):
-    """SGD with momentum and weight decay on a warmup + step/cosine schedule (lr scaled by batch)."""
+    """NVIDIA's SGD (``optimizers.TorchSGD``: PyTorch momentum, coupled L2 on kernels only) on a
+    warmup + step/cosine schedule, lr scaled by batch / 32."""
     total = config.epochs * steps_per_epoch
     boundaries = [round(total * 2 / 3), round(total * 5 / 6)]
     # NVIDIA's 300 warmup steps assume long runs; never let warmup take over a short one.
@@ -48,7 +50,7 @@ def build_optimizer(config, steps_per_epoch):
     if warmup < config.warmup_steps:
         log.info("warmup shortened from %d to %d steps (a quarter of this run)", config.warmup_steps, warmup)
     schedule = WarmupSchedule(config.scaled_lr, total, warmup, config.schedule, boundaries)
-    return keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
+    return TorchSGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def compile_model(model, optimizer):
