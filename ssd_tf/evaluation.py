@@ -1,8 +1,11 @@
 """COCO-style evaluation (pycocotools COCOeval, iouType "bbox") for any DetectionSet.
 
-Ground truth comes from the DetectionSet (VOC is converted to COCO form; VOC ``difficult``
-objects become ``iscrowd: 1`` so that pycocotools ignores detections on them instead of counting
-them as misses). Detections are mapped back to original-image pixels and data set category ids.
+For a COCO data set the ground truth is its instances file itself, as the official metric uses it:
+crowd regions (``iscrowd: 1``) make detections on them ignored, APs/APm/APl bin objects by each
+annotation's ``area`` (the segmentation area, not the box), and images without annotations count.
+Other data sets are converted to COCO form (VOC ``difficult`` objects become ``iscrowd: 1`` so that
+pycocotools ignores detections on them instead of counting them as misses). Detections are mapped
+back to original-image pixels and data set category ids.
 """
 
 import contextlib
@@ -62,9 +65,11 @@ def _quiet(fn, verbose):
         return fn()
 
 
-def coco_evaluate(ground_truth, results, verbose=True):
+def coco_evaluate(ground_truth, results, verbose=True, image_ids=None):
     """Run COCOeval. ``ground_truth``: COCO dict or instances-file path; ``results``: list of dicts or
-    results-file path (a list, or a COCO-style dict whose "annotations" are the detections). Returns {"stats": {name: value} (the 12 COCO stats), "per_class_ap50": {name: AP50}}.
+    results-file path (a list, or a COCO-style dict whose "annotations" are the detections);
+    ``image_ids``: evaluate these images only (default: all in the ground truth).
+    Returns {"stats": {name: value} (the 12 COCO stats), "per_class_ap50": {name: AP50}}.
     """
     if not isinstance(results, (list, tuple)):
         loaded = load_json(results)
@@ -85,6 +90,8 @@ def coco_evaluate(ground_truth, results, verbose=True):
             return None, gt
         dt = gt.loadRes(list(results))
         evaluator = COCOeval(gt, dt, iouType="bbox")
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -129,15 +136,25 @@ def predict_coco_results(model, detection_set, batch_size=8, detector=None):
     return results
 
 
-def _report(detection_set, results, verbose):
-    report = coco_evaluate(coco_ground_truth(detection_set), results, verbose=verbose)
+def evaluate_detections(detection_set, results, verbose=False):
+    """The COCO report of ``results`` (COCO result dicts: pixels, category ids) on ``detection_set``.
+
+    A set read from a COCO instances file is scored against that file (the official metric),
+    over the set's images: all of the file's, unless the reader skipped unreadable ones. Other sets
+    are scored against ``coco_ground_truth``. Returns ``coco_evaluate``'s report plus
+    ``num_detections``.
+    """
+    if detection_set.annotation_file:
+        report = coco_evaluate(detection_set.annotation_file, results, verbose, image_ids=detection_set.image_ids)
+    else:
+        report = coco_evaluate(coco_ground_truth(detection_set), results, verbose)
     report["num_detections"] = len(results)
     return report
 
 
 def evaluate_model(model, detection_set, batch_size=8, verbose=False, detector=None):
     """COCO stats and per-class AP50 of a Keras model on a DetectionSet."""
-    return _report(detection_set, predict_coco_results(model, detection_set, batch_size, detector), verbose)
+    return evaluate_detections(detection_set, predict_coco_results(model, detection_set, batch_size, detector), verbose)
 
 
 def format_report(report):
@@ -182,7 +199,7 @@ def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
         dets = predictor.predict(images[0].numpy())
         results += detections_to_coco(dets["boxes"], dets["scores"], dets["classes"], info["image_id"][0].numpy(),
                                       info["size"][0].numpy(), detection_set.category_ids)
-    return _report(detection_set, results, verbose)
+    return evaluate_detections(detection_set, results, verbose)
 
 
 def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=1000):

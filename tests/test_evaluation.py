@@ -65,3 +65,62 @@ def test_evaluate_model_and_callback_on_real_images():
     callback.set_model(model)
     callback.on_epoch_end(0, logs)
     assert logs["val_mAP"] == pytest.approx(report["stats"]["AP"])
+
+
+def _coco_case(folder, rng):
+    """A COCO instances file with crowd regions, segmentation areas unlike box areas, and images
+    without annotations; plus noisy detections of it. Returns (json path, image folder, results)."""
+    from PIL import Image
+
+    images_dir = folder / "images"
+    images_dir.mkdir()
+    images, annotations, results = [], [], []
+    for image_id in range(1, 9):
+        name = f"{image_id:06d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(images_dir / name)
+        images.append({"id": image_id, "file_name": name, "width": 320, "height": 240})
+        if image_id > 6:  # unannotated: every detection there is a false positive
+            results.append({"image_id": image_id, "category_id": 5, "bbox": [10.0, 10.0, 50.0, 40.0],
+                            "score": 0.6})
+            continue
+        for k in range(4):
+            w, h = rng.uniform(20, 140, 2)
+            x, y = rng.uniform(0, 320 - w), rng.uniform(0, 240 - h)
+            crowd = int(k == 3 and image_id % 2 == 0)
+            cat = [1, 5, 9][(image_id + k) % 3]
+            # Segmentation area: a fraction of the box, so small/medium/large bins differ from boxes'.
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
+                                "bbox": [x, y, w, h], "area": float(w * h * rng.uniform(0.3, 0.7)),
+                                "iscrowd": crowd})
+            for _ in range(1 + crowd):  # detections on crowd regions are to be ignored
+                jitter = rng.normal(0, 6, 4)
+                results.append({"image_id": image_id, "category_id": cat,
+                                "bbox": [x + jitter[0], y + jitter[1], w + jitter[2], h + jitter[3]],
+                                "score": float(rng.uniform(0.2, 1.0))})
+    categories = [{"id": i, "name": n} for i, n in ((1, "cat"), (5, "dog"), (9, "fox"))]
+    path = folder / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path, images_dir, results
+
+
+def test_coco_evaluation_is_the_official_metric_on_the_instances_file(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    path, images_dir, results = _coco_case(tmp_path, np.random.default_rng(0))
+    dataset = data.read_coco(path, images_dir)
+    assert len(dataset) == 8 and dataset.report.total == 0
+    ours = evaluation.evaluate_detections(dataset, results)
+
+    gt = COCO(str(path))
+    official = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+    official.evaluate()
+    official.accumulate()
+    official.summarize()
+    np.testing.assert_allclose(list(ours["stats"].values()), official.stats, atol=1e-6)
+    assert ours["num_detections"] == len(results)
+    # The case matters: rebuilding ground truth from the readers' boxes (no crowd, box areas)
+    # scores differently, which is what the old evaluation did.
+    rebuilt = evaluation.coco_evaluate(evaluation.coco_ground_truth(dataset), results, verbose=False)
+    assert abs(rebuilt["stats"]["AP"] - ours["stats"]["AP"]) > 1e-3
+    assert abs(rebuilt["stats"]["APs"] - ours["stats"]["APs"]) > 1e-3

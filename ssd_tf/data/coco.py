@@ -27,7 +27,8 @@ def read_coco(annotations, image_dir):
     """Read a COCO instances file.
 
     Contiguous labels follow the order of category ids: the smallest id becomes 1. Crowd
-    annotations (``iscrowd: 1``) are left out (pycocotools ignores them in evaluation).
+    annotations (``iscrowd: 1``) are left out of training; evaluation scores against the file
+    itself (``annotation_file``), where they are regions whose detections are ignored.
     Broken JSON or missing required fields raise ValueError naming the file and field; bad boxes
     and unreadable images are skipped with a warning and counted in ``.report``.
     """
@@ -76,4 +77,5 @@ def read_coco(annotations, image_dir):
         class_names=("background",) + tuple(c.get("name", str(c["id"])) for c in categories),
         category_ids=(0,) + tuple(c["id"] for c in categories),
         name=str(annotations),
+        annotation_file=str(annotations),
     )

@@ -55,6 +55,8 @@ class DetectionSet:
       class_names: names of classes 0..C-1; index 0 is "background".
       category_ids: data set category id of each contiguous class 1..C-1 (index 0: unused 0).
       report: what parsing skipped.
+      annotation_file: the COCO instances file the set was read from (None for VOC and the
+        built-in set); evaluation scores against it, as the official COCO metric does.
     """
 
     sources: list
@@ -67,6 +69,7 @@ class DetectionSet:
     category_ids: tuple
     report: SkipReport = dataclasses.field(default_factory=SkipReport)
     name: str = "dataset"
+    annotation_file: str | None = None
 
     def __len__(self):
         return len(self.sources)
@@ -185,7 +188,7 @@ def clean_boxes_pixels(boxes_pixels, height, width, where, report):
     return normalised, keep
 
 
-def assemble(entries, report, class_names, category_ids, name):
+def assemble(entries, report, class_names, category_ids, name, annotation_file=None):
     """Turn parsed annotations into a DetectionSet: every image checked once, boxes cleaned.
 
     ``entries``: (image path, image id, boxes_pixels [n, 4], labels [n], difficult [n]) per image.
@@ -205,4 +208,4 @@ def assemble(entries, report, class_names, category_ids, name):
         out["image_ids"].append(int(image_id))
         out["sizes"].append(size)
     return DetectionSet(**out, class_names=tuple(class_names), category_ids=tuple(category_ids), report=report,
-                        name=name)
+                        name=name, annotation_file=annotation_file)
