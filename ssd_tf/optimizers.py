@@ -47,13 +47,17 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.momentums = self.add_optimizer_variables(variables, "momentum") if self.momentum else []
 
     def update_step(self, gradient, variable, learning_rate):
-        learning_rate = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        # Written as subtractions of products, not additions: TF's oneDNN remapper fuses Mul+AddV2
+        # into one kernel whose rounding differed between two workers holding the same values (a
+        # 1-ulp drift that left multi-worker replicas unequal). a - b * (-c) is exactly a + b * c.
+        dtype = variable.dtype
+        learning_rate = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
         if self.l2 and self.decays(variable):
-            gradient = ops.add(gradient, ops.multiply(variable, ops.cast(self.l2, variable.dtype)))
+            gradient = ops.subtract(gradient, ops.multiply(variable, ops.cast(-self.l2, dtype)))
         if self.momentum:
             buf = self.momentums[self._get_variable_index(variable)]
-            gradient = ops.add(ops.multiply(buf, ops.cast(self.momentum, variable.dtype)), gradient)
+            gradient = ops.subtract(gradient, ops.multiply(buf, ops.cast(-self.momentum, dtype)))
             self.assign(buf, gradient)
         self.assign_sub(variable, ops.multiply(gradient, learning_rate))
 
