@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ssd_tf.config import TrainConfig  # noqa: E402
 from ssd_tf import training  # noqa: E402
+from ssd_tf.callbacks import TrainingDiverged  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -63,10 +64,18 @@ def config_from_args(args):
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = training.train(config_from_args(parse_args(argv)))
+    try:
+        result = training.train(config_from_args(parse_args(argv)))
+    except TrainingDiverged as err:
+        raise SystemExit(f"error: {err}") from None
     s = result["summary"]
+    if s.get("already_finished"):
+        print(f"{result['run_dir']} already finished {s['completed_epochs']} epochs; nothing to do "
+              f"(pass --epochs N with N > {s['completed_epochs']} to train on)")
+        return
     print(f"run folder: {result['run_dir']}  (TensorBoard: tensorboard --logdir {result['run_dir'] / 'logs'})")
-    print(f"final loss {s['final_loss']:.4f} after {s['epochs']} epochs in {s['wall_s']:.0f} s "
+    final = f"{s['final_loss']:.4f}" if s["final_loss"] is not None else "n/a"
+    print(f"final loss {final} after {s['epochs']} epochs in {s['wall_s']:.0f} s "
           f"({s['strategy']}, {s['replicas']} replica(s)); model: {result['run_dir'] / 'final.keras'}")
 
 

@@ -42,10 +42,55 @@ def classes_beside(path):
     return read_classes(path if path.is_dir() else path.parent)
 
 
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:500]
+
+
+def restore_checkpoint(prefix, model=None, checkpoint=None):
+    """Restore the tf.train checkpoint ``prefix`` into ``model`` (or into ``checkpoint``).
+
+    Raises ValueError naming the checkpoint when any variable of the model finds no value there
+    or a shape differs: never returns a model left with random weights.
+    """
+    checkpoint = checkpoint or tf.train.Checkpoint(model=model)
+    try:
+        status = checkpoint.restore(prefix)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        raise ValueError(f"{prefix}: checkpoint does not fit the model: {_first_line(err)}") from None
+    status.expect_partial()  # values the model does not hold (e.g. another optimizer's) are fine
+    return checkpoint
+
+
+def _check_ssd(model, path):
+    shape = tuple(model.output_shape) if hasattr(model, "output_shape") else ()
+    if len(shape) != 3 or shape[1] != 8732 or (shape[2] or 0) < 6:
+        raise ValueError(f"{path}: not an SSD300 model (output shape {shape}, expected (None, 8732, 4 + classes))")
+    return model
+
+
+def _load(path, what, fn):
+    """Run a Keras loader; any failure becomes a ValueError that names the file."""
+    try:
+        return fn()
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: {what}: {_first_line(err)}") from None
+
+
+def load_weights_file(model, path):
+    """``model.load_weights(path)`` (a .weights.h5 file), raising ValueError naming the file and what
+    does not match: a file of another model, another class count, or a partial file."""
+    num_classes = model.output_shape[-1] - 4
+    _load(path, f"weights do not fit an SSD300 with {num_classes} classes", lambda: model.load_weights(path))
+    return model
+
+
 def load_keras_model(path, num_classes=None):
     """A Keras SSD300 from a run folder, a .keras file or a .weights.h5 file.
 
     Weights-only checkpoints need ``num_classes``; by default it comes from classes.json beside them.
+    Raises ValueError naming the file when it does not load completely into an SSD300 (another
+    model, another class count, a partial file): never returns random weights.
     """
     path = pathlib.Path(path)
     if num_classes is None:
@@ -53,24 +98,22 @@ def load_keras_model(path, num_classes=None):
         num_classes = len(names) if names else None
     if path.is_dir():
         if (path / "final.keras").is_file():
-            return keras.models.load_model(path / "final.keras")
+            return load_keras_model(path / "final.keras")
         backup = path / "checkpoints" / "latest.weights.h5"
         if backup.is_file():
             return load_keras_model(backup, num_classes)
         latest = tf.train.latest_checkpoint(str(path / "checkpoints"))
         if latest and num_classes:  # a multi-worker run's tf.train checkpoint
             model = build_ssd300(num_classes)
-            tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+            restore_checkpoint(latest, model)
             return model
         raise FileNotFoundError(f"{path}: no final.keras, or no checkpoint with a classes.json, in this folder")
     if path.name.endswith(".weights.h5"):
         if not num_classes:
             raise ValueError(f"{path}: a weights file needs num_classes (or a classes.json beside it)")
-        model = build_ssd300(num_classes)
-        model.load_weights(path)
-        return model
+        return load_weights_file(build_ssd300(num_classes), path)
     if path.suffix == ".keras":
-        return keras.models.load_model(path)
+        return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
     raise ValueError(f"{path}: not a run folder, .keras or .weights.h5 file")
 
 

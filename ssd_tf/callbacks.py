@@ -1,4 +1,7 @@
-"""Training callbacks: learning rate in the logs, drawn detections in TensorBoard."""
+"""Training callbacks: resume state, a stop on a non-finite loss, learning rate in the logs, drawn
+detections in TensorBoard."""
+
+import math
 
 import keras
 import numpy as np
@@ -6,6 +9,57 @@ import tensorflow as tf
 
 from ssd_tf import data as data_lib
 from ssd_tf import postprocess, visualize
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; training stopped at that step."""
+
+
+def check_finite_loss(loss, step, last_finite):
+    """Raise TrainingDiverged when ``loss`` is NaN or Inf. ``step`` counts from 1 over the whole run;
+    ``last_finite`` is (step, loss) of the last finite loss, or None."""
+    if math.isfinite(loss):
+        return
+    before = (f"the last finite loss was {last_finite[1]:.4f} at step {last_finite[0]}" if last_finite
+              else "no step had a finite loss")
+    raise TrainingDiverged(
+        f"loss is {loss} at step {step}; {before}. Training stopped; the checkpoint of the last finished "
+        "epoch is kept (lower --lr, or check the data).")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises TrainingDiverged at the first step whose loss is NaN or Inf (``model.fit`` path).
+
+    The step's loss is Keras' running mean over the epoch, so it turns non-finite at the step that
+    does. Raising mid-epoch leaves the last epoch's checkpoint as it was.
+    """
+
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = 0
+        self.last_finite = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and "loss" in logs:
+            loss = float(keras.ops.convert_to_numpy(logs["loss"]))
+            step = self.epoch * self.steps_per_epoch + batch + 1
+            check_finite_loss(loss, step, self.last_finite)
+            self.last_finite = (step, loss)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, whose restore names the file when it does not fit the model."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (ValueError, OSError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ValueError(f"{self._weights_path}: resume state does not fit the model: {first}") from None
 
 
 class LearningRateLogger(keras.callbacks.Callback):

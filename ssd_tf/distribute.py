@@ -15,7 +15,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from ssd_tf import losses
+from ssd_tf import artifacts, callbacks, losses
 
 log = logging.getLogger("ssd_tf.distribute")
 
@@ -24,33 +24,43 @@ def _tf_config():
     return json.loads(os.environ.get("TF_CONFIG") or "{}")
 
 
-def make_strategy(name="auto"):
-    """Return (strategy, resolved name).
+def cluster_size():
+    """Tasks that train, from TF_CONFIG: workers plus the chief (TFJob, Vertex AI and SageMaker
+    name one task "chief"; it trains like a worker). 0 without TF_CONFIG."""
+    cluster = _tf_config().get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
-    auto: multiworker when TF_CONFIG lists several workers, mirrored when this host has several
-    GPUs, else default. mirrored: all local GPUs (or the CPU). multiworker: from TF_CONFIG.
-    """
-    workers = len(_tf_config().get("cluster", {}).get("worker", []))
-    if name == "auto":
-        if workers > 1:
-            name = "multiworker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
+
+def resolve_strategy_name(name="auto"):
+    """auto -> multiworker when TF_CONFIG lists several training tasks (workers and a chief),
+    mirrored when this host has several GPUs, else default. Other names are returned as they are."""
+    if name != "auto":
+        return name
+    if cluster_size() > 1:
+        return "multiworker"
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def make_strategy(name="auto"):
+    """Return (strategy, resolved name). mirrored: all local GPUs (or the CPU); multiworker: the
+    cluster in TF_CONFIG; see ``resolve_strategy_name`` for auto."""
+    name = resolve_strategy_name(name)
     if name == "default":
         return tf.distribute.get_strategy(), name
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(), name
     if name == "multiworker":
-        if workers < 1:
-            raise ValueError("strategy 'multiworker' needs TF_CONFIG with a cluster of workers")
+        if cluster_size() < 1:
+            raise ValueError("strategy 'multiworker' needs TF_CONFIG with a cluster of workers (and/or a chief)")
         return tf.distribute.MultiWorkerMirroredStrategy(), name
     raise ValueError(f"unknown strategy {name!r}")
 
 
 def is_chief():
-    """True on the worker that writes checkpoints and the final model."""
+    """True on the task that writes checkpoints and the final model: the "chief" task when
+    TF_CONFIG has one, else worker 0 (or a run without TF_CONFIG)."""
     cfg = _tf_config()
     task = cfg.get("task", {})
     if not task:
@@ -60,16 +70,16 @@ def is_chief():
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def fit_multiworker(config, strategy, model, optimizer, train_ds, run, chief, steps_per_epoch):
+def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, steps_per_epoch):
     """Custom training loop under MultiWorkerMirroredStrategy; checkpoints each epoch.
 
-    Every worker takes part in saving (saving can run collectives); only the chief's copy is
-    kept, the others write to a temporary folder they delete.
+    ``dataset_fn(input_context)`` returns this worker's endless dataset of per-replica batches
+    (``strategy.distribute_datasets_from_function``): each worker reads and decodes only its own
+    share of the images. Every worker takes part in saving (saving can run collectives); only the
+    chief's copy is kept, the others write to a temporary folder they delete.
     """
     global_batch = config.batch_size
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dist_ds = strategy.experimental_distribute_dataset(train_ds.with_options(options))
+    dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
     with strategy.scope():
         if config.mixed_precision == "float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -80,7 +90,7 @@ def fit_multiworker(config, strategy, model, optimizer, train_ds, run, chief, st
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
     chief_latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
     if config.resume and chief_latest:
-        checkpoint.restore(chief_latest)
+        artifacts.restore_checkpoint(chief_latest, checkpoint=checkpoint)
 
     def replica_step(images, y_true):
         with tf.GradientTape() as tape:
@@ -112,10 +122,16 @@ def fit_multiworker(config, strategy, model, optimizer, train_ds, run, chief, st
 
     history = {"loss": []}
     iterator = iter(dist_ds)
+    last_finite = None
     for epoch in range(int(epoch_var.numpy()), config.epochs):
         total = 0.0
-        for _ in range(steps_per_epoch):
-            total += float(train_step(iterator))
+        for i in range(steps_per_epoch):
+            loss = float(train_step(iterator))
+            # Every worker sees the same all-reduced loss, so all stop together.
+            step = epoch * steps_per_epoch + i + 1
+            callbacks.check_finite_loss(loss, step, last_finite)
+            last_finite = (step, loss)
+            total += loss
         history["loss"].append(total / steps_per_epoch)
         sync_moving_statistics()
         epoch_var.assign(epoch + 1)

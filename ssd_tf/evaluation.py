@@ -196,6 +196,8 @@ def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
         return evaluate_model(predictor.model, detection_set, batch_size, verbose)
     results = []
     for images, info in data_lib.eval_dataset(detection_set, 1, resize=False):
+        if not len(images):  # unreadable image: skipped and named by the pipeline
+            continue
         dets = predictor.predict(images[0].numpy())
         results += detections_to_coco(dets["boxes"], dets["scores"], dets["classes"], info["image_id"][0].numpy(),
                                       info["size"][0].numpy(), detection_set.category_ids)

@@ -35,13 +35,15 @@ class ServingModule(tf.Module):
                 "detection_classes": out["classes"], "num_detections": out["num_detections"]}
 
     def _decode_one(self, data):
-        # Check the magic bytes first: a clear message instead of a decoder error.
+        # Check the magic bytes first: a clear message instead of a decoder error. Padding lets
+        # an empty or short string reach the same message (substr past the end fails otherwise).
+        head = tf.strings.substr(tf.strings.join([data, b"\0" * 12]), 0, 12)
         is_image = tf.reduce_any(tf.stack([
-            tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff",  # JPEG
-            tf.strings.substr(data, 0, 8) == b"\x89PNG\r\n\x1a\n",
-            tf.strings.substr(data, 0, 4) == b"GIF8",
-            tf.strings.substr(data, 0, 2) == b"BM",
-            tf.logical_and(tf.strings.substr(data, 0, 4) == b"RIFF", tf.strings.substr(data, 8, 4) == b"WEBP"),
+            tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff",  # JPEG
+            tf.strings.substr(head, 0, 8) == b"\x89PNG\r\n\x1a\n",
+            tf.strings.substr(head, 0, 4) == b"GIF8",
+            tf.strings.substr(head, 0, 2) == b"BM",
+            tf.logical_and(tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(head, 8, 4) == b"WEBP"),
         ]))
         with tf.control_dependencies([tf.debugging.Assert(is_image, [
                 "image_bytes: an element is not a JPEG, PNG, GIF, BMP or WebP image"])]):

@@ -14,6 +14,7 @@ import pathlib
 import time
 
 import keras
+import tensorflow as tf
 
 from ssd_tf import artifacts
 from ssd_tf import callbacks as callbacks_lib
@@ -81,16 +82,37 @@ def prepare_run_dir(config, chief=True):
     return run
 
 
+def completed_epochs(run):
+    """Epochs a run folder's checkpoints hold as finished (0 when none)."""
+    checkpoints = pathlib.Path(run) / "checkpoints"
+    metadata = checkpoints / "training_metadata.json"  # keras BackupAndRestore (fit path)
+    if metadata.is_file():
+        return int(json.loads(metadata.read_text())["epoch"])
+    latest = tf.train.latest_checkpoint(str(checkpoints))  # the multi-worker loop's tf.train checkpoint
+    if latest:
+        return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    return 0
+
+
 def train(config, callbacks=(), model_fn=None):
     """Train SSD300 as ``config`` says. Returns a dict: run_dir, model, history, summary.
 
     ``callbacks`` are extra Keras callbacks (fit path only); ``model_fn(num_classes)``, if given,
     builds the model instead of ``build_ssd300`` (e.g. with frozen layers).
+    Resuming a run that already finished ``config.epochs`` trains nothing and returns with
+    ``summary["already_finished"]`` true (and ``model`` None). A NaN or Inf loss raises
+    ``callbacks.TrainingDiverged`` at that step.
     """
     config = config.resolved()
     start = time.time()
     chief = distribute.is_chief()
     run = prepare_run_dir(config, chief)
+    if config.resume:
+        done = completed_epochs(run)
+        if done >= config.epochs:
+            log.info("%s already finished %d of %d epochs: nothing to train", run, done, config.epochs)
+            summary = {"already_finished": True, "epochs": config.epochs, "completed_epochs": done}
+            return {"run_dir": run, "model": None, "history": {}, "summary": summary}
     if chief:
         config.save(run / "config.json")
     keras.utils.set_random_seed(config.seed)
@@ -101,8 +123,8 @@ def train(config, callbacks=(), model_fn=None):
     train_set, val_set = load_datasets(config)
     if chief:
         artifacts.write_classes(run / artifacts.CLASSES_FILE, train_set.class_names, train_set.category_ids)
-    # The multi-worker loop runs one iterator across epochs over whole global batches.
-    train_ds = data_lib.train_dataset(train_set, config.batch_size, seed=config.seed, drop_remainder=multiworker)
+    # Difficult objects and object-less images are dropped (and reported) once, here.
+    usable = train_set.without_difficult().without_empty()
     val_ds = data_lib.validation_dataset(val_set, config.batch_size) if val_set is not None and len(val_set) else None
     report = [f"train: {train_set.report.summary()}"] + ([f"val: {val_set.report.summary()}"] if val_set else [])
     for line in report:
@@ -110,15 +132,12 @@ def train(config, callbacks=(), model_fn=None):
             log.info(line)
         else:
             log.warning(line)
-    # The pipeline knows its length (batches after skips; whole batches only for multi-worker).
-    steps_per_epoch = int(train_ds.cardinality())
+    # The multi-worker loop runs over whole global batches only.
+    steps_per_epoch = data_lib.num_batches(len(usable), config.batch_size, drop_remainder=multiworker)
     if steps_per_epoch < 1:
         raise ValueError(f"{train_set.name}: fewer usable training images than one batch of {config.batch_size}")
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    # One endless dataset, epochs counted in steps: --steps-per-epoch can cap them, and the
-    # multi-worker loop keeps one iterator. Each repetition reshuffles and redraws augmentations.
-    train_ds = train_ds.repeat()
 
     with strategy.scope():
         if model_fn is not None:
@@ -128,13 +147,20 @@ def train(config, callbacks=(), model_fn=None):
         optimizer = build_optimizer(config, steps_per_epoch)
 
     if multiworker:
-        history = distribute.fit_multiworker(config, strategy, model, optimizer, train_ds, run, chief, steps_per_epoch)
+        def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
+            return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
+                                          input_context=input_context).repeat()
+        history = distribute.fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief,
+                                             steps_per_epoch)
     else:
+        # One endless dataset, epochs counted in steps (--steps-per-epoch can cap them); each
+        # repetition reshuffles and redraws augmentations.
+        train_ds = data_lib.train_dataset(usable, config.batch_size, seed=config.seed).repeat()
         with strategy.scope():
             compile_model(model, optimizer)
         # Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
-        cbs = [keras.callbacks.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
-               callbacks_lib.LearningRateLogger()]
+        cbs = [callbacks_lib.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
+               callbacks_lib.StopOnNonFiniteLoss(steps_per_epoch), callbacks_lib.LearningRateLogger()]
         if val_ds is not None and config.eval_every > 0:
             cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
         cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),

@@ -112,6 +112,10 @@ def test_wrong_inputs_give_clear_errors(exported):
     sig = tf.saved_model.load(str(exported)).signatures
     cases = [
         ("serving_default", {"image_bytes": tf.constant([b"not an image"])}, "not a JPEG, PNG"),
+        # Empty and short strings (under the 12 bytes the format check reads) get the same message.
+        ("serving_default", {"image_bytes": tf.constant([b""])}, "not a JPEG, PNG"),
+        ("serving_default", {"image_bytes": tf.constant([b"\xff\xd8"])}, "not a JPEG, PNG"),
+        ("serving_default", {"image_bytes": tf.constant([b"RIFF1234"])}, "not a JPEG, PNG"),
         ("serving_default", {"image_bytes": tf.constant([[b"x"]])}, "must be a 1-D batch"),
         ("serve_images", {"images": tf.zeros([1, 20, 20, 4], tf.uint8)}, r"images must be uint8 \[batch"),
         ("serve_images", {"images": tf.zeros([1, 20, 20, 3], tf.float32)}, "expected to be a uint8 tensor"),
@@ -160,3 +164,72 @@ def test_evaluate_cli_keras_and_saved_model_agree(run_folder, exported):
     assert len(outs[0]) == 12
     for a, b in zip(*outs):
         assert abs(float(a.split()[-1]) - float(b.split()[-1])) < 2e-3
+
+
+def _truncated_copy(path, target):
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(target).write_bytes(data[: len(data) // 2])
+    return pathlib.Path(target)
+
+
+def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
+    """Every way of naming a model raises, naming the file, when its weights don't fit."""
+    import keras
+
+    from ssd_tf import evaluation
+
+    model = artifacts.load_keras_model(run_folder)  # 2 classes
+    three = ("background", "a", "b")
+
+    # A weights file of a 2-class model beside a classes.json of 3 classes.
+    other = tmp_path / "other_classes"
+    other.mkdir()
+    model.save_weights(other / "m.weights.h5")
+    artifacts.write_classes(other / "classes.json", three)
+    with pytest.raises(ValueError, match=r"m\.weights\.h5: weights do not fit an SSD300 with 3 classes"):
+        artifacts.load_keras_model(other / "m.weights.h5")
+    # Partial files.
+    partial = _truncated_copy(other / "m.weights.h5", tmp_path / "partial.weights.h5")
+    with pytest.raises(ValueError, match="partial.weights.h5"):
+        artifacts.load_keras_model(partial, num_classes=2)
+    with pytest.raises(ValueError, match="partial.keras"):
+        artifacts.load_keras_model(_truncated_copy(run_folder / "final.keras", tmp_path / "partial.keras"))
+    # A .keras file of another model.
+    small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    small.save(tmp_path / "small.keras")
+    with pytest.raises(ValueError, match="small.keras: not an SSD300 model"):
+        artifacts.load_keras_model(tmp_path / "small.keras")
+
+    # Run folders without final.keras: a fit run's backup of another class count ...
+    backup_run = tmp_path / "backup_run"
+    (backup_run / "checkpoints").mkdir(parents=True)
+    model.save_weights(backup_run / "checkpoints" / "latest.weights.h5")
+    artifacts.write_classes(backup_run / "classes.json", three)
+    with pytest.raises(ValueError, match="latest.weights.h5: weights do not fit"):
+        artifacts.load_keras_model(backup_run)
+    # ... a multi-worker run's tf.train checkpoint of another model, and of another class count.
+    foreign_run = tmp_path / "foreign_run"
+    tf.train.Checkpoint(model=small).save(str(foreign_run / "checkpoints" / "ckpt"))
+    artifacts.write_classes(foreign_run / "classes.json", CLASSES)
+    classes_run = tmp_path / "classes_run"
+    tf.train.Checkpoint(model=model).save(str(classes_run / "checkpoints" / "ckpt"))
+    artifacts.write_classes(classes_run / "classes.json", three)
+    for run, message in ((foreign_run, "not bound to checkpointed values"), (classes_run, "incompatible tensor")):
+        with pytest.raises(ValueError, match=f"ckpt-1: checkpoint does not fit the model.*{message}"):
+            artifacts.load_keras_model(run)
+    # The same checkpoint with the right class count loads, equal to the model saved.
+    artifacts.write_classes(classes_run / "classes.json", CLASSES)
+    restored = artifacts.load_keras_model(classes_run)
+    for a, b in zip(restored.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    artifacts.write_classes(classes_run / "classes.json", three)
+
+    # Export, prediction and evaluation refuse them too.
+    for run in (backup_run, foreign_run, classes_run):
+        with pytest.raises(ValueError, match="does not fit|do not fit"):
+            export.export_from_artifact(run, tmp_path / "saved_models", "bad")
+        with pytest.raises(ValueError, match="does not fit|do not fit"):
+            artifacts.Predictor(run)
+        with pytest.raises(ValueError, match="does not fit|do not fit"):
+            evaluation.evaluate_artifact(run, "synthetic")
+    assert not (tmp_path / "saved_models").exists()

@@ -77,7 +77,7 @@ def test_datasets_have_known_length_for_keras(synthetic):
     assert int(data.eval_dataset(synthetic, 4).cardinality()) == 3
 
 
-def test_file_changed_after_parsing_is_named_not_silently_dropped(tmp_path):
+def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
     from PIL import Image
     for i in range(3):
         Image.fromarray(np.full((20, 30, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
@@ -86,8 +86,18 @@ def test_file_changed_after_parsing_is_named_not_silently_dropped(tmp_path):
         labels=[np.array([1], np.int32)] * 3, difficult=[np.zeros(1, bool)] * 3, image_ids=[0, 1, 2],
         sizes=[(20, 30)] * 3, class_names=("background", "x"), category_ids=(0, 1))
     (tmp_path / "1.png").write_bytes(b"overwritten after parsing")
-    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 3 elements"):
-        list(data.eval_dataset(s, 1))
+    capfd.readouterr()
+    batches = list(data.eval_dataset(s, 2))
+    assert [b[1]["image_id"].numpy().tolist() for b in batches] == [[0], [2]]  # same batches, 1 left out
+    err = capfd.readouterr().err
+    assert "skipped unreadable image" in err and str(tmp_path / "1.png") in err and "in this pass: 1" in err
+    assert str(tmp_path / "0.png") not in err
+    # Training skips it the same way, keeps its known length, and counts again in the next pass.
+    ds = data.train_dataset(s, 2, seed=0)
+    assert int(ds.cardinality()) == 2
+    sizes = [int(images.shape[0]) for images, y_true in ds.repeat(2)]
+    assert len(sizes) == 4 and sum(sizes) == 4  # 2 batches a pass, 2 readable images in each
+    assert capfd.readouterr().err.count("1.png") == 2
 
 
 def test_resize_matches_the_seeds_pil_resize():

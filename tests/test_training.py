@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 import ssd_tf
-from ssd_tf import data, export, training
+from ssd_tf import artifacts, callbacks, data, distribute, export, training
+from ssd_tf.optimizers import TorchSGD
 from ssd_tf.config import TrainConfig
 from ssd_tf.schedules import WarmupSchedule
 
@@ -117,6 +118,15 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     rows = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
 
+    # Resuming the finished run says so and exits 0; a larger --epochs trains on.
+    proc = subprocess.run([sys.executable, "scripts/train.py", "--output", str(tmp_path / "run"), "--resume"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already finished 3 epochs" in proc.stdout
+    assert training.completed_epochs(tmp_path / "run") == 3
+    longer = training.train(TrainConfig.resume_from(tmp_path / "run", epochs=4))
+    assert len(longer["history"]["loss"]) == 1 and training.completed_epochs(tmp_path / "run") == 4
+
 
 def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     run = tmp_path / "run"
@@ -145,6 +155,141 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
                            str(tmp_path / "pred")], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "pred" / "detections.json").read_text())["images"][0]["file"] == str(image)
+
+
+def _diverging_config(output, **overrides):
+    # An absurd learning rate: step 1 is finite, its update overflows the weights, step 2 is NaN.
+    return TrainConfig(dataset="synthetic", synthetic_images=4, batch_size=2, epochs=3, steps_per_epoch=1, lr=1e30,
+                       output=str(output), val_images=0, eval_every=0, seed=0, **overrides)
+
+
+def test_nan_loss_stops_fit_at_that_step_and_keeps_last_checkpoint(tmp_path):
+    with pytest.raises(callbacks.TrainingDiverged, match=r"loss is nan at step 2; the last finite loss was "
+                                                            r"\d+\.\d+ at step 1"):
+        training.train(_diverging_config(tmp_path / "run"))
+    assert training.completed_epochs(tmp_path / "run") == 1  # epoch 1's checkpoint, untouched
+    assert not (tmp_path / "run" / "final.keras").exists()
+    weights = artifacts.load_keras_model(tmp_path / "run").get_weights()
+    assert all(np.all(np.isfinite(w)) for w in weights)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_the_multiworker_loop(tmp_path):
+    port = _free_ports(1)[0]
+    env = {**ENV, "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
+                                           "task": {"type": "worker", "index": 0}})}
+    out = _run_script("""
+        import sys
+        sys.path.insert(0, "tests")
+        from test_training import _diverging_config
+        from ssd_tf import training
+        from ssd_tf.callbacks import TrainingDiverged
+        try:
+            training.train(_diverging_config(sys.argv[1], strategy="multiworker"))
+        except TrainingDiverged as err:
+            print("DIVERGED", err)
+        print("EPOCHS", training.completed_epochs(sys.argv[1]))
+    """, tmp_path / "run", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "DIVERGED loss is nan at step 2; the last finite loss was" in out.stdout
+    assert "EPOCHS 1" in out.stdout
+
+
+def test_strategy_choice_and_chief_from_tf_config(monkeypatch):
+    def layout(cluster, task):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        return distribute.resolve_strategy_name("auto"), distribute.is_chief()
+
+    hosts = ["a:1", "b:1"]
+    assert layout({"worker": hosts}, {"type": "worker", "index": 0}) == ("multiworker", True)
+    assert layout({"worker": hosts}, {"type": "worker", "index": 1}) == ("multiworker", False)
+    # TFJob / Vertex AI / SageMaker: a chief plus workers; the chief trains and is the chief.
+    assert layout({"chief": hosts[:1], "worker": hosts[1:]}, {"type": "chief", "index": 0}) == ("multiworker", True)
+    assert layout({"chief": hosts[:1], "worker": hosts[1:]}, {"type": "worker", "index": 0}) == ("multiworker", False)
+    assert layout({"worker": hosts[:1]}, {"type": "worker", "index": 0}) == ("default", True)
+    monkeypatch.delenv("TF_CONFIG")
+    assert (distribute.resolve_strategy_name("auto"), distribute.is_chief()) == ("default", True)
+
+
+def _free_ports(n):
+    ports = []
+    for _ in range(n):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    return ports
+
+
+def _frozen_bn_model(num_classes=4):
+    # Batch statistics differ per replica by design (no sync BN): freeze BN to compare runs.
+    keras.utils.set_random_seed(0)
+    model = ssd_tf.build_ssd300(num_classes=num_classes)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return model
+
+
+def _fixed_batches(batch_size, input_context=None):
+    """8 synthetic images in a fixed order, unaugmented: the same global batches everywhere."""
+    return data.train_dataset(data.make_synthetic(8, seed=0), batch_size, augment_images=False, shuffle=False,
+                              drop_remainder=True, input_context=input_context)
+
+
+@pytest.mark.slow
+def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
+    """A chief + worker cluster (the TFJob layout) on 127.0.0.1 trains, over the same global
+    batches, to the weights one device reaches."""
+    ports = _free_ports(2)
+    cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"]}
+    worker = """
+        import sys, numpy as np
+        sys.path.insert(0, "tests")
+        from test_training import _fixed_batches, _frozen_bn_model
+        from ssd_tf import distribute
+        from ssd_tf.config import TrainConfig
+        from ssd_tf.optimizers import TorchSGD
+        import pathlib
+        strategy, name = distribute.make_strategy("auto")
+        config = TrainConfig(dataset="synthetic", batch_size=4, epochs=1, seed=0).resolved()
+        with strategy.scope():
+            model = _frozen_bn_model()
+            optimizer = TorchSGD(1e-3, momentum=0.9, weight_decay=5e-4)
+        chief = distribute.is_chief()
+        history = distribute.fit_multiworker(config, strategy, model, optimizer,
+                                             lambda ctx: _fixed_batches(4, ctx).repeat(), pathlib.Path(sys.argv[1]),
+                                             chief, steps_per_epoch=2)
+        np.savez(sys.argv[2], *model.get_weights())
+        print("RESULT", name, chief, strategy.num_replicas_in_sync, history["loss"])
+    """
+    procs = []
+    for task, out in (("chief", "c.npz"), ("worker", "w.npz")):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task, "index": 0}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(worker), str(tmp_path / "run"), str(tmp_path / out)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (stdout, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+    assert "RESULT multiworker True 2" in outs[0][0] and "RESULT multiworker False 2" in outs[1][0]
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))  # the chief saved
+
+    # One device, the same 2 global batches of 4, the same optimizer.
+    model = _frozen_bn_model()
+    initial = model.get_weights()
+    model.compile(optimizer=TorchSGD(1e-3, momentum=0.9, weight_decay=5e-4), loss=ssd_tf.SSDLoss())
+    model.fit(_fixed_batches(4), epochs=1, verbose=0, shuffle=False)
+    single = model.get_weights()
+    chief, other = np.load(tmp_path / "c.npz"), np.load(tmp_path / "w.npz")
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(single, initial))
+    assert moved > 1e-4  # training changed the weights, so equality means something
+    for key, expected in zip(chief.files, single):
+        np.testing.assert_array_equal(chief[key], other[key])
+        np.testing.assert_allclose(chief[key], expected, atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.slow
@@ -186,11 +331,7 @@ def test_mirrored_two_replicas_equals_one_device():
 
 @pytest.mark.slow
 def test_multiworker_two_processes_end_with_identical_weights(tmp_path):
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
+    ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     worker = """
         import sys, numpy as np

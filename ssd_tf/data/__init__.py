@@ -1,13 +1,13 @@
 """Data: readers (VOC, COCO, built-in synthetic) and the tf.data pipelines."""
 
 from ssd_tf.data.coco import read_coco
-from ssd_tf.data.pipeline import eval_dataset, train_dataset, validation_dataset
+from ssd_tf.data.pipeline import eval_dataset, num_batches, train_dataset, validation_dataset
 from ssd_tf.data.records import DetectionSet, SkipReport
 from ssd_tf.data.sources import read_dataset
 from ssd_tf.data.synthetic import make_synthetic
 from ssd_tf.data.voc import VOC_CLASSES, read_voc
 
 __all__ = [
-    "DetectionSet", "SkipReport", "VOC_CLASSES", "eval_dataset", "make_synthetic", "read_coco",
+    "DetectionSet", "SkipReport", "VOC_CLASSES", "eval_dataset", "make_synthetic", "num_batches", "read_coco",
     "read_dataset", "read_voc", "train_dataset", "validation_dataset",
 ]
