@@ -27,7 +27,7 @@ def list_images(path):
 
 def load_image(path):
     """uint8 [H, W, 3] decoded by TensorFlow, as training and serving decode; ValueError naming bad files."""
-    check_image(path)
+    check_image(path, full=True)
     data = tf.io.read_file(str(path))
     return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8).numpy()
 

@@ -106,7 +106,7 @@ def test_coco_crowd_ignored_and_broken_files(tmp_path):
         data.read_coco(tmp_path / "nofield.json", tmp_path)
 
 
-def test_bad_voc_inputs_are_skipped_counted_and_named(tmp_path):
+def test_bad_voc_inputs_are_skipped_counted_and_named(tmp_path, capfd):
     s = _write_voc(tmp_path, {
         "good": (_jpeg(), GOOD),
         "png": (_jpeg(fmt="PNG"), GOOD),  # PNG bytes behind a .jpg name: fine
@@ -121,27 +121,35 @@ def test_bad_voc_inputs_are_skipped_counted_and_named(tmp_path):
         "unknown": (_jpeg(), [("horse", 1, 1, 20, 20, 0), ("cat", 1, 1, 20, 20, 1)]),
     })
     names = [src.rsplit("/", 1)[-1] for src in s.sources]
-    assert names == ["good.jpg", "png.jpg", "gray.jpg", "cmyk.jpg", "inverted.jpg", "outside.jpg", "empty.jpg", "unknown.jpg"]
+    # Readers check headers only (fast start-up): a truncated JPEG passes here, and the pipeline
+    # skips and names it when it fails to decode.
+    assert names == ["good.jpg", "png.jpg", "gray.jpg", "cmyk.jpg", "truncated.jpg", "inverted.jpg", "outside.jpg",
+                     "empty.jpg", "unknown.jpg"]
     assert s.report.counts == {
-        "unreadable images": 2, "broken annotations": 1, "invalid boxes": 2, "objects of unknown class": 1,
+        "unreadable images": 1, "broken annotations": 1, "invalid boxes": 2, "objects of unknown class": 1,
     }
     text = "\n".join(s.report.messages)
-    for name in ("truncated.jpg", "missing.jpg", "brokenxml.xml", "inverted.jpg", "outside.jpg", "unknown.xml"):
+    for name in ("missing.jpg", "brokenxml.xml", "inverted.jpg", "outside.jpg", "unknown.xml"):
         assert name in text
     outside = s.boxes[names.index("outside.jpg")]
     np.testing.assert_allclose(outside, [[0, 0, 20 / 60, 1]], rtol=1e-6)  # clipped, not dropped
     assert s.difficult[names.index("unknown.jpg")].tolist() == [True]
 
-    # Training: empty images and difficult-only images are skipped and counted; every image decodes.
+    # Training: empty images and difficult-only images are skipped and counted; the truncated
+    # image is left out of its batch and named.
     from ssd_tf.data import train_dataset
+    capfd.readouterr()
     batches = list(train_dataset(s, 16, seed=0))
     assert batches[0][0].shape[0] == 6
+    err = capfd.readouterr().err
+    assert "skipped unreadable image" in err and str(tmp_path / "JPEGImages" / "truncated.jpg") in err
     assert s.report.counts["images without objects"] == 2  # "empty", and "unknown" once difficult is dropped
     assert "empty.jpg: no objects" in "\n".join(s.report.messages)
     # Declared lengths count what the pipeline really yields (Keras relies on them).
     from ssd_tf.data import validation_dataset
     val = validation_dataset(s, 4)
-    assert int(val.cardinality()) == len(list(val)) == 2  # 6 usable images
+    assert int(val.cardinality()) == len(list(val)) == 2  # 7 usable images, one unreadable
+    assert "truncated.jpg" in capfd.readouterr().err
 
 
 def test_missing_split_file_raises(tmp_path):

