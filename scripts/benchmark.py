@@ -1,32 +1,60 @@
-"""Benchmarks. `data`: training-pipeline images/s; `train`: training images/s.
+"""Benchmarks. `data`: training-pipeline images/s, ours beside the seed's; `startup`: reading a
+COCO-style set; `train`: training images/s.
 
     python scripts/benchmark.py data [--data-dir ../shared/data/voc2012_sample/VOC2012]
+    python scripts/benchmark.py startup [--images 2000]
     python scripts/benchmark.py train [--batch-size 8] [--precision float32|float16|bfloat16]
 """
 
 import argparse
 import json
+import os
+import tempfile
 
-from ssd_tf import benchmark, data
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ssd_tf import artifacts, benchmark, data  # noqa: E402
+from ssd_tf.data import tfrecord  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    d = sub.add_parser("data", help="images/s of the full training pipeline")
+    d = sub.add_parser("data", help="images/s of the full training pipeline, ours and the seed's")
     d.add_argument("--data-dir", default="../shared/data/voc2012_sample/VOC2012", help="a VOC20xx folder")
     d.add_argument("--split", default="trainval")
     d.add_argument("--batch-size", type=int, default=8)
     d.add_argument("--passes", type=int, default=5)
+    d.add_argument("--no-seed", action="store_true", help="skip the seed's pipeline (needs torch)")
+    s = sub.add_parser("startup", help="seconds per 1,000 images to read a COCO-style set")
+    s.add_argument("--images", type=int, default=2000)
+    s.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "ssd_tf_startup"),
+                   help="where the generated set is written (kept for later runs)")
     t = sub.add_parser("train", help="training images/s on random inputs")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--steps", type=int, default=5)
     t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32")
     args = parser.parse_args(argv)
     if args.what == "data":
-        result = benchmark.data_throughput(data.read_voc(args.data_dir, args.split), args.batch_size, args.passes)
-        print(f"data pipeline: {result['images_per_s_median']:.1f} images/s (median of {args.passes} passes "
-              f"over {result['images']} images, batch {args.batch_size}) on {result['machine']}")
+        dataset = data.read_voc(args.data_dir, args.split)
+        with tempfile.TemporaryDirectory() as folder:
+            tfrecord.write_split(dataset, folder, "bench", images_per_shard=32, progress=False)
+            artifacts.write_classes(os.path.join(folder, artifacts.CLASSES_FILE), dataset.class_names,
+                                    dataset.category_ids)
+            records = data.read_tfrecords(folder, "bench")
+            result = benchmark.data_throughput(dataset, args.batch_size, args.passes, records=records,
+                                               with_seed=not args.no_seed)
+        for name in ("ours_jpeg", "ours_tfrecord", "seed"):
+            if name in result:
+                r = result[name]
+                ratio = f"  ({result[name + '_vs_seed']:.2f}x the seed)" if name + "_vs_seed" in result else ""
+                print(f"{name:>14}: {r['images_per_s_median']:6.1f} images/s{ratio}")
+        print(f"medians of {args.passes} alternating passes over {result['ours_jpeg']['images']} images, "
+              f"batch {args.batch_size}, on {result['machine']}")
+    elif args.what == "startup":
+        result = benchmark.startup_time(args.folder, args.images)
+        print(f"read_coco: {result['read_s_per_1000']:.3f} s per 1,000 images (a full decode of each: "
+              f"{result['full_decode_s_per_1000']:.2f} s) over {result['images']} 640x480 JPEGs on {result['machine']}")
     else:
         result = benchmark.train_throughput(args.batch_size, args.steps, args.precision)
         print(f"training: {result['images_per_s_median']:.2f} images/s, {result['step_s_median']:.2f} s/step "

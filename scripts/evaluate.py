@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py --model runs/RUN --dataset voc --data-dir ../shared/data/voc2012_sample/VOC2012 --split val
     python scripts/evaluate.py --model saved_models/ssd300/1 --dataset coco --data-dir COCO --split val2017
+    python scripts/evaluate.py --model runs/RUN --dataset tfrecord --data-dir records/coco
     python scripts/evaluate.py --model runs/RUN --dataset synthetic
 """
 
@@ -17,9 +18,10 @@ from ssd_tf import evaluation  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run folder, .keras file or exported SavedModel folder")
-    p.add_argument("--dataset", choices=["voc", "coco", "synthetic"], required=True)
+    p.add_argument("--dataset", choices=["voc", "coco", "tfrecord", "synthetic"], required=True)
     p.add_argument("--data-dir")
-    p.add_argument("--split", help="VOC: ImageSets/Main name (default val); COCO: e.g. val2017 (default)")
+    p.add_argument("--split", help="VOC: ImageSets/Main name (default val); COCO: e.g. val2017 (default); "
+                                   "tfrecord: a split name or role (default val)")
     p.add_argument("--classes", help="VOC class names, comma-separated (default: the model's classes)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=1000, help="synthetic: which generated set (training validates on 1000)")

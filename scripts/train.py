@@ -4,6 +4,7 @@
     python scripts/train.py --dataset voc --data-dir VOCdevkit/VOC2012 --backbone-weights imagenet
     python scripts/train.py --dataset voc --data-dir ../shared/data/raccoon/VOC2007 --classes raccoon
     python scripts/train.py --dataset coco --data-dir COCO   # COCO/annotations/instances_train2017.json, COCO/train2017/
+    python scripts/train.py --dataset tfrecord --data-dir records/coco  # shards from scripts/convert.py
     python scripts/train.py --output runs/x --resume          # continue an interrupted run
 """
 
@@ -13,15 +14,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.config import TrainConfig  # noqa: E402
+from ssd_tf.config import DATASETS, TrainConfig  # noqa: E402
 from ssd_tf import training  # noqa: E402
 from ssd_tf.callbacks import TrainingDiverged  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=["synthetic", "voc", "coco"], default="synthetic")
-    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: folder with annotations/ and image folders")
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: folder with annotations/ and image folders; "
+                                      "tfrecord: a folder written by scripts/convert.py")
     p.add_argument("--train-split", help="VOC: ImageSets/Main name (default train); COCO: e.g. train2017")
     p.add_argument("--val-split", help="VOC default val; COCO default val2017; '' for none")
     p.add_argument("--classes", help="comma-separated VOC class names (default: the 20 VOC classes)")

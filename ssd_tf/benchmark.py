@@ -1,6 +1,8 @@
-"""Throughput benchmarks: the training data pipeline and the training step. Medians of passes."""
+"""Benchmarks: start-up, the training data pipeline beside the seed's, the training step. Medians."""
 
+import json
 import os
+import pathlib
 import statistics
 import time
 
@@ -18,20 +20,107 @@ def _machine():
     return f"{os.cpu_count()} CPU cores, {len(gpus)} GPU(s), TF {tf.__version__}"
 
 
-def data_throughput(detection_set, batch_size=8, passes=5, seed=0):
-    """Images/s of the full training pipeline (decode, crop, resize, jitter, flip, encode).
-
-    One warm-up pass, then ``passes`` timed passes over the whole set. Returns a dict.
-    """
-    ds = data_lib.train_dataset(detection_set, batch_size, seed=seed)
-    count = sum(int(x.shape[0]) for x, _ in ds)  # warm-up; also counts images after skips
-    rates = []
+def _rates(iterables, passes):
+    """Time full passes over each named iterable (a dataset or loader, built once), alternating
+    them pass by pass so that a noisy machine slows all alike. One warm-up pass each; returns
+    {name: (images, [images/s per pass])}."""
+    counts = {}
+    for name, iterable in iterables.items():
+        counts[name] = sum(int(batch[0].shape[0]) for batch in iterable)  # warm-up; images after skips
+    rates = {name: [] for name in iterables}
     for _ in range(passes):
+        for name, iterable in iterables.items():
+            start = time.perf_counter()
+            for _batch in iterable:
+                pass
+            rates[name].append(counts[name] / (time.perf_counter() - start))
+    return {name: (counts[name], rates[name]) for name in iterables}
+
+
+def seed_loader(detection_set, batch_size=8, workers=None, seed=0):
+    """The seed's training transforms (PIL and torch, ``ssd_tf.seed_reference``) in a torch
+    DataLoader with ``workers`` processes (default: one per core), over the same images."""
+    import torch
+
+    from ssd_tf import seed_reference
+
+    usable, _ = data_lib.for_training(detection_set)
+    dataset = seed_reference.DetectionDataset(usable.sources, usable.boxes, usable.labels,
+                                              seed_reference.train_transform())
+    torch.manual_seed(seed)
+    return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, num_workers=workers or os.cpu_count(),
+                                       persistent_workers=True, multiprocessing_context="fork")
+
+
+def data_throughput(detection_set, batch_size=8, passes=5, seed=0, records=None, with_seed=True):
+    """Images/s of the full training pipeline (decode, crop, resize, jitter, flip, encode), side by
+    side with the seed's PIL + torch DataLoader on the same images and cores.
+
+    ``records``: the same set as a TFRecordSet, measured too. Returns a dict of medians and ratios.
+    """
+    iterables = {"ours_jpeg": data_lib.train_dataset(detection_set, batch_size, seed=seed)}
+    if records is not None:
+        iterables["ours_tfrecord"] = data_lib.train_dataset(records, batch_size, seed=seed)
+    if with_seed:
+        iterables["seed"] = seed_loader(detection_set, batch_size)
+    measured = _rates(iterables, passes)
+    result = {"machine": _machine(), "batch_size": batch_size, "passes": passes}
+    for name, (count, rates) in measured.items():
+        result[name] = {"images_per_s_median": statistics.median(rates), "passes": rates, "images": count}
+    if with_seed:
+        for name in ("ours_jpeg", "ours_tfrecord"):
+            if name in result:
+                result[f"{name}_vs_seed"] = result[name]["images_per_s_median"] / result["seed"]["images_per_s_median"]
+    return result
+
+
+def make_coco_style_set(folder, num_images=2000, size=(480, 640), seed=0):
+    """Write ``num_images`` JPEGs (``size`` = height, width) and a COCO instances file with three
+    boxes each under ``folder`` (reused if already there). Returns (instances path, image folder)."""
+    from PIL import Image
+
+    folder = pathlib.Path(folder)
+    images_dir, path = folder / "images", folder / "instances.json"
+    if path.is_file() and len(list(images_dir.glob("*.jpg"))) == num_images:
+        return path, images_dir
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    height, width = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    images, annotations = [], []
+    for i in range(num_images):
+        base = (xx[..., None] * rng.uniform(0.1, 0.4, 3) + yy[..., None] * rng.uniform(0.1, 0.4, 3)) % 255
+        pixels = (base + rng.normal(0, 8, (height, width, 3))).clip(0, 255).astype(np.uint8)
+        name = f"{i:012d}.jpg"
+        Image.fromarray(pixels).save(images_dir / name, quality=90)
+        images.append({"id": i + 1, "file_name": name, "height": height, "width": width})
+        for _ in range(3):
+            w, h = rng.uniform(20, width / 2), rng.uniform(20, height / 2)
+            x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": int(rng.integers(1, 4)),
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+    categories = [{"id": k, "name": f"class{k}"} for k in (1, 2, 3)]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path, images_dir
+
+
+def startup_time(folder, num_images=2000, repeats=3):
+    """Seconds per 1,000 images to read a COCO-style set (``read_coco``: JSON plus image headers),
+    beside the full decode of every image that readers used to do (PIL ``load``), medians."""
+    from ssd_tf.data.records import check_image
+
+    path, images_dir = make_coco_style_set(folder, num_images)
+    reads, decodes = [], []
+    for _ in range(repeats):
         start = time.perf_counter()
-        for _batch in ds:
-            pass
-        rates.append(count / (time.perf_counter() - start))
-    return {"images_per_s_median": statistics.median(rates), "passes": rates, "images": count,
+        dataset = data_lib.read_coco(path, images_dir)
+        reads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for source in dataset.sources:
+            check_image(source, full=True)
+        decodes.append(time.perf_counter() - start)
+    per_1000 = lambda xs: statistics.median(xs) * 1000 / num_images  # noqa: E731
+    return {"images": len(dataset), "read_s_per_1000": per_1000(reads), "full_decode_s_per_1000": per_1000(decodes),
             "machine": _machine()}
 
 

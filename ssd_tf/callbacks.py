@@ -96,6 +96,6 @@ class DetectionImages(keras.callbacks.Callback):
 def sample_images(detection_set, count):
     if detection_set is None or count <= 0:
         return None
-    for images, _ in data_lib.eval_dataset(detection_set.subset(range(min(count, len(detection_set)))), count):
+    for images, _ in data_lib.eval_dataset(detection_set, count).take(1):
         return images.numpy()
     return None

@@ -4,7 +4,7 @@ import dataclasses
 import json
 import pathlib
 
-DATASETS = ("synthetic", "voc", "coco")
+DATASETS = ("synthetic", "voc", "coco", "tfrecord")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = (None, "float16", "bfloat16")
 
@@ -43,11 +43,14 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {c.dataset!r}")
         if c.dataset != "synthetic" and not c.data_dir:
             raise ValueError(f"--data-dir is required for dataset {c.dataset!r}")
-        splits = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "synthetic": (None, None)}
+        # tfrecord: roles, looked up in the converted folder's splits.json
+        splits = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "tfrecord": ("train", "val"),
+                  "synthetic": (None, None)}
         c.train_split = c.train_split if c.train_split is not None else splits[c.dataset][0]
         c.val_split = c.val_split if c.val_split is not None else splits[c.dataset][1]
         # NVIDIA SSD300 v1.1 recipe for COCO: 65 epochs, lr 2.6e-3 per 32 images, 300 warmup steps.
-        defaults = {"coco": (65, 2.6e-3, 300), "voc": (120, 2.6e-3, 300), "synthetic": (6, 1e-2, 8)}
+        defaults = {"coco": (65, 2.6e-3, 300), "voc": (120, 2.6e-3, 300), "tfrecord": (65, 2.6e-3, 300),
+                    "synthetic": (6, 1e-2, 8)}
         epochs, lr, warmup = defaults[c.dataset]
         c.epochs = c.epochs if c.epochs is not None else epochs
         c.lr = c.lr if c.lr is not None else lr

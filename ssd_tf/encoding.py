@@ -27,13 +27,15 @@ def offsets_to_boxes(offsets, anchors_cxcywh, spec=anchors_lib.SSD300):
     return box_ops.cxcywh_to_xyxy(tf.concat([xy, wh], axis=-1))
 
 
-def encode_targets(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300):
+def encode_targets(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300, num_valid=None):
     """Match ground truth to the default boxes.
 
     Args:
       boxes: [N, 4] float, normalised xyxy. N may be 0.
       labels: [N] int, classes in 1..C-1.
       iou_threshold: a default box whose best IoU exceeds this is a positive.
+      num_valid: only the first ``num_valid`` rows are ground truth; the rest is padding (fixed
+        shapes for XLA). Default: all N.
 
     Returns:
       offsets: [8732, 4] float32 regression targets (0 for background slots).
@@ -49,16 +51,18 @@ def encode_targets(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300):
     anchors_xyxy = box_ops.cxcywh_to_xyxy(anchors_cxcywh)
     num_anchors = spec.num_boxes
     num_gt = tf.shape(boxes)[0]
+    num_valid = num_gt if num_valid is None else tf.cast(num_valid, tf.int32)
 
     def _match():
-        ious = box_ops.pairwise_iou(boxes, anchors_xyxy)  # [N, A]
+        valid = tf.range(num_gt) < num_valid  # [N]; padding never matches anything
+        ious = tf.where(valid[:, None], box_ops.pairwise_iou(boxes, anchors_xyxy), -1.0)  # [N, A]
         best_gt_iou = tf.reduce_max(ious, axis=0)  # [A]
         best_gt_idx = tf.argmax(ious, axis=0, output_type=tf.int32)  # [A]
         best_anchor_idx = tf.argmax(ious, axis=1, output_type=tf.int32)  # [N]
         # Each ground truth claims its best anchor. Where several share one, the seed's indexed
         # assignment leaves the last ground truth; take the max index explicitly, since scatter
         # order with duplicate indices is undefined in TF.
-        claims = tf.equal(best_anchor_idx[:, None], tf.range(num_anchors)[None, :])  # [N, A]
+        claims = tf.equal(best_anchor_idx[:, None], tf.range(num_anchors)[None, :]) & valid[:, None]  # [N, A]
         claimant = tf.reduce_max(tf.where(claims, tf.range(num_gt)[:, None], -1), axis=0)  # [A]
         forced = claimant >= 0
         best_gt_iou = tf.where(forced, 2.0, best_gt_iou)
@@ -73,13 +77,13 @@ def encode_targets(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300):
     def _background():
         return tf.zeros([num_anchors, 4], tf.float32), tf.zeros([num_anchors], tf.int32)
 
-    offsets, out_labels = tf.cond(num_gt > 0, _match, _background)
+    offsets, out_labels = tf.cond(num_valid > 0, _match, _background)
     offsets = tf.ensure_shape(offsets, [num_anchors, 4])
     out_labels = tf.ensure_shape(out_labels, [num_anchors])
     return offsets, out_labels
 
 
-def encode_y_true(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300):
+def encode_y_true(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300, num_valid=None):
     """:func:`encode_targets` packed as the loss expects: [8732, 5] = offsets + label (float)."""
-    offsets, out_labels = encode_targets(boxes, labels, iou_threshold, spec)
+    offsets, out_labels = encode_targets(boxes, labels, iou_threshold, spec, num_valid)
     return tf.concat([offsets, tf.cast(out_labels, tf.float32)[:, None]], axis=-1)

@@ -146,6 +146,9 @@ def evaluate_detections(detection_set, results, verbose=False):
     """
     if detection_set.annotation_file:
         report = coco_evaluate(detection_set.annotation_file, results, verbose, image_ids=detection_set.image_ids)
+    elif not hasattr(detection_set, "boxes"):
+        raise ValueError(f"{detection_set.name}: no ground truth to evaluate against (records converted by "
+                         "scripts/convert.py carry <split>-instances.json)")
     else:
         report = coco_evaluate(coco_ground_truth(detection_set), results, verbose)
     report["num_detections"] = len(results)
@@ -215,7 +218,7 @@ def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None,
 
     predictor = artifacts.Predictor(model_path, score_threshold=0.05)
     classes = list(classes) if classes else list(predictor.class_names[1:])
-    split = split or {"voc": "val", "coco": "val2017"}.get(kind)
+    split = split or {"voc": "val", "coco": "val2017", "tfrecord": "val"}.get(kind)
     dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=16, seed=seed)
     if dataset.num_classes != len(predictor.class_names):
         raise ValueError(f"{model_path} has {len(predictor.class_names) - 1} classes, {dataset.name} has "

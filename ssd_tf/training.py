@@ -124,7 +124,7 @@ def train(config, callbacks=(), model_fn=None):
     if chief:
         artifacts.write_classes(run / artifacts.CLASSES_FILE, train_set.class_names, train_set.category_ids)
     # Difficult objects and object-less images are dropped (and reported) once, here.
-    usable = train_set.without_difficult().without_empty()
+    usable, num_usable = data_lib.for_training(train_set)
     val_ds = data_lib.validation_dataset(val_set, config.batch_size) if val_set is not None and len(val_set) else None
     report = [f"train: {train_set.report.summary()}"] + ([f"val: {val_set.report.summary()}"] if val_set else [])
     for line in report:
@@ -133,7 +133,7 @@ def train(config, callbacks=(), model_fn=None):
         else:
             log.warning(line)
     # The multi-worker loop runs over whole global batches only.
-    steps_per_epoch = data_lib.num_batches(len(usable), config.batch_size, drop_remainder=multiworker)
+    steps_per_epoch = data_lib.num_batches(num_usable, config.batch_size, drop_remainder=multiworker)
     if steps_per_epoch < 1:
         raise ValueError(f"{train_set.name}: fewer usable training images than one batch of {config.batch_size}")
     if config.steps_per_epoch:

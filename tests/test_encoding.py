@@ -7,7 +7,7 @@ from conftest import random_gt_boxes
 from ssd_tf import boxes as box_ops, encoding
 
 torch = pytest.importorskip("torch")
-seed = pytest.importorskip("seed_reference")
+seed = pytest.importorskip("ssd_tf.seed_reference")
 SEED_ENCODER = seed.Encoder(seed.dboxes300_coco())
 ANCHORS = ssd_tf.default_boxes()
 

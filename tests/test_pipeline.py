@@ -88,9 +88,10 @@ def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
     (tmp_path / "1.png").write_bytes(b"overwritten after parsing")
     capfd.readouterr()
     batches = list(data.eval_dataset(s, 2))
-    assert [b[1]["image_id"].numpy().tolist() for b in batches] == [[0], [2]]  # same batches, 1 left out
+    assert len(batches) == 2  # the declared length holds; the readable images keep their order
+    assert [i for b in batches for i in b[1]["image_id"].numpy().tolist()] == [0, 2]
     err = capfd.readouterr().err
-    assert "skipped unreadable image" in err and str(tmp_path / "1.png") in err and "in this pass: 1" in err
+    assert f"skipped unreadable image(s) {tmp_path / '1.png'} - unreadable images so far in this pass: 1" in err
     assert str(tmp_path / "0.png") not in err
     # Training skips it the same way, keeps its known length, and counts again in the next pass.
     ds = data.train_dataset(s, 2, seed=0)
@@ -107,3 +108,40 @@ def test_resize_matches_the_seeds_pil_resize():
     pil = np.asarray(Image.fromarray(image).resize((300, 300), Image.BILINEAR), np.float32)
     ours = resize_image(image).numpy()
     assert ours.shape == (300, 300, 3) and np.abs(ours - pil).mean() < 0.6  # without antialias: 1.4
+
+
+def test_consecutive_and_trailing_unreadable_images_are_all_named(tmp_path, capfd):
+    from PIL import Image
+    n = 8
+    for i in range(n):
+        Image.fromarray(np.full((20, 30, 3), 20 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    s = data.DetectionSet(
+        sources=[str(tmp_path / f"{i}.png") for i in range(n)], boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * n,
+        labels=[np.array([1], np.int32)] * n, difficult=[np.zeros(1, bool)] * n, image_ids=list(range(n)),
+        sizes=[(20, 30)] * n, class_names=("background", "x"), category_ids=(0, 1))
+    for i in (2, 3, 6, 7):  # two in a row mid-pass, two at the very end of the pass
+        (tmp_path / f"{i}.png").unlink()
+    capfd.readouterr()
+    ids = [i for _, info in data.eval_dataset(s, 3) for i in info["image_id"].numpy().tolist()]
+    assert ids == [0, 1, 4, 5]
+    err = capfd.readouterr().err
+    assert f"{tmp_path / '2.png'}, {tmp_path / '3.png'} - unreadable images so far in this pass: 2" in err
+    assert f"{tmp_path / '6.png'}, {tmp_path / '7.png'} - unreadable images so far in this pass: 4" in err
+
+
+def test_decoding_only_the_crop_window_gives_the_same_pixels():
+    """Training draws the crop first and decodes only its window (decode_and_crop_jpeg); the
+    pixels equal decoding the whole image and cropping it, as the seed does."""
+    from ssd_tf.data import augment, pipeline
+    folder = shared_data("raccoon", "VOC2007", "JPEGImages")
+    for k, name in enumerate(("raccoon-1.jpg", "raccoon-150.jpg", "raccoon-20.jpg")):  # 150 is grayscale
+        path = str(folder / name)
+        full = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        for crop in ([0.1, 0.2, 0.7, 0.9], [0.0, 0.0, 1.0, 1.0], [0.33, 0.05, 0.64, 0.41]):
+            crop = tf.constant(crop)
+            element = {"source": tf.constant(path), "crop": crop}
+            ours = pipeline._decode_crop(element, from_bytes=False)["image"].numpy()
+            keep = tf.constant([True])
+            expected, _, _ = augment.apply_crop(full, tf.constant([[0.4, 0.4, 0.6, 0.6]]), tf.constant([1]), crop, keep)
+            assert ours.shape == expected.shape, (name, crop)
+            np.testing.assert_array_equal(ours, expected.numpy())

@@ -61,23 +61,34 @@ def choose_crop(boxes, seed):
     return crop, keep, bound
 
 
-def apply_crop(image, boxes, labels, crop, keep):
-    """Crop ``image`` [H, W, 3] to ``crop`` and map the kept boxes into it (clipped, renormalised)."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    height, width = shape[0], shape[1]
-    # Pixel window by truncation, as the seed's int(left * wtot) etc.
+def crop_window_pixels(crop, height, width):
+    """Pixel window (y0, x0, y1, x1) int32 of normalised ``crop`` in an image of ``height`` x
+    ``width``: truncation, as the seed's int(left * wtot) etc.; at least one pixel."""
+    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     x0 = tf.cast(crop[0] * width, tf.int32)
     y0 = tf.cast(crop[1] * height, tf.int32)
     x1 = tf.maximum(tf.cast(crop[2] * width, tf.int32), x0 + 1)
     y1 = tf.maximum(tf.cast(crop[3] * height, tf.int32), y0 + 1)
-    image = image[y0:y1, x0:x1]
+    return y0, x0, y1, x1
+
+
+def crop_boxes(boxes, labels, crop, keep):
+    """The kept boxes [N, 4] and labels mapped into ``crop`` (clipped, renormalised)."""
     boxes = tf.boolean_mask(boxes, keep)
     labels = tf.boolean_mask(labels, keep)
     lo, hi = crop[:2], crop[2:]
     boxes = tf.concat([tf.maximum(boxes[:, :2], lo), tf.minimum(boxes[:, 2:], hi)], axis=-1)
     size = hi - lo
     boxes = (boxes - tf.concat([lo, lo], 0)) / tf.concat([size, size], 0)
-    return image, tf.clip_by_value(boxes, 0.0, 1.0), labels
+    return tf.clip_by_value(boxes, 0.0, 1.0), labels
+
+
+def apply_crop(image, boxes, labels, crop, keep):
+    """Crop ``image`` [H, W, 3] to ``crop`` and map the kept boxes into it (clipped, renormalised)."""
+    shape = tf.shape(image)
+    y0, x0, y1, x1 = crop_window_pixels(crop, shape[0], shape[1])
+    boxes, labels = crop_boxes(boxes, labels, crop, keep)
+    return image[y0:y1, x0:x1], boxes, labels
 
 
 def random_crop(image, boxes, labels, seed):
@@ -86,36 +97,61 @@ def random_crop(image, boxes, labels, seed):
     return apply_crop(image, boxes, labels, crop, keep)
 
 
+_GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L") and torchvision
+
+
 def _grayscale(image):
-    return tf.image.rgb_to_grayscale(image)  # ITU-R 601 weights, like torchvision
+    return tf.reduce_sum(image * tf.constant(_GRAY, image.dtype), axis=-1, keepdims=True)
 
 
-def color_jitter(image, seed):
-    """torchvision ColorJitter(0.125, 0.5, 0.5, 0.05): the four adjustments in random order."""
+def adjust_brightness(image, factor):
+    """PIL ImageEnhance.Brightness on float 0..255: blend with black."""
+    return tf.clip_by_value(image * factor, 0.0, 255.0)
+
+
+def adjust_contrast(image, factor):
+    """PIL ImageEnhance.Contrast: blend with the mean grey level of the image."""
+    mean = tf.reduce_sum(tf.reduce_mean(image, axis=[-3, -2]) * tf.constant(_GRAY, image.dtype), axis=-1)
+    mean = mean[..., None, None, None] if image.shape.rank == 4 else mean
+    return tf.clip_by_value((image - mean) * factor + mean, 0.0, 255.0)
+
+
+def adjust_saturation(image, factor):
+    """PIL ImageEnhance.Color: blend with the image's own greyscale."""
+    gray = _grayscale(image)
+    return tf.clip_by_value((image - gray) * factor + gray, 0.0, 255.0)
+
+
+def adjust_hue(image, delta):
+    """Rotate hue by ``delta`` of a full turn (torchvision's HSV hue shift)."""
+    return tf.clip_by_value(tf.image.adjust_hue(image / 255.0, delta) * 255.0, 0.0, 255.0)
+
+
+def jitter_params(seed):
+    """Draw ColorJitter's factors and order from ``seed``: (brightness, contrast, saturation,
+    hue, order [4] int32: the indices of the four adjustments, in the order they apply)."""
     s_order, s_b, s_c, s_s, s_h = _seeds(seed, 5)
     b = tf.random.stateless_uniform([], s_b, 1 - BRIGHTNESS, 1 + BRIGHTNESS)
     c = tf.random.stateless_uniform([], s_c, 1 - CONTRAST, 1 + CONTRAST)
     s = tf.random.stateless_uniform([], s_s, 1 - SATURATION, 1 + SATURATION)
     h = tf.random.stateless_uniform([], s_h, -HUE, HUE)
+    order = tf.cast(tf.argsort(tf.random.stateless_uniform([4], s_order)), tf.int32)
+    return b, c, s, h, order
 
-    def brightness(x):
-        return x * b
 
-    def contrast(x):
-        return (x - tf.reduce_mean(_grayscale(x))) * c + tf.reduce_mean(_grayscale(x))
-
-    def saturation(x):
-        gray = _grayscale(x)
-        return (x - gray) * s + gray
-
-    def hue(x):
-        return tf.image.adjust_hue(x / 255.0, h) * 255.0
-
-    ops = [brightness, contrast, saturation, hue]
-    order = tf.argsort(tf.random.stateless_uniform([4], s_order))
+def apply_jitter(image, brightness, contrast, saturation, hue, order):
+    """The four adjustments in ``order`` (0 brightness, 1 contrast, 2 saturation, 3 hue), each
+    clipped to 0..255, on float ``image`` [H, W, 3]."""
+    ops = [lambda x: adjust_brightness(x, brightness), lambda x: adjust_contrast(x, contrast),
+           lambda x: adjust_saturation(x, saturation), lambda x: adjust_hue(x, hue)]
     for i in range(4):
-        image = tf.switch_case(order[i], [lambda f=f: tf.clip_by_value(f(image), 0.0, 255.0) for f in ops])
+        image = tf.switch_case(order[i], [lambda f=f, x=image: f(x) for f in ops])
     return image
+
+
+def color_jitter(image, seed):
+    """torchvision ColorJitter(0.125, 0.5, 0.5, 0.05): the four adjustments in random order."""
+    return apply_jitter(image, *jitter_params(seed))
 
 
 def flip_boxes(boxes):

@@ -1,9 +1,11 @@
 """tf.data pipelines: DetectionSet -> batches for model.fit (train) or evaluation.
 
-Training, per image (the seed's order): decode -> SSD random crop -> resize to 300 ->
-colour jitter -> horizontal flip -> encode_y_true. Everything runs in graph mode.
+Training, per image (the seed's order): SSD random crop (drawn first, so that a JPEG decodes only
+the window) -> resize to 300 -> colour jitter -> horizontal flip -> encode_y_true. Everything runs
+in graph mode.
 """
 
+import math
 import sys
 
 import tensorflow as tf
@@ -11,6 +13,7 @@ import tensorflow as tf
 from ssd_tf import anchors as anchors_lib
 from ssd_tf import encoding
 from ssd_tf.data import augment
+from ssd_tf.data.tfrecord import TFRecordSet, parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -22,43 +25,154 @@ def _decode(element, from_bytes):
     return {**element, "image": image}
 
 
-def _decode_or_flag(element, from_bytes):
-    """A dataset of one element: decoded with ``ok`` True, or, when reading or decoding fails, the
-    element with a 1x1 black stand-in image and ``ok`` False (ignore_errors alone would lose which
-    one). The stand-in runs through the transforms harmlessly and is dropped after batching."""
-    one = tf.data.Dataset.from_tensors(element)
-    decoded = one.map(lambda e: {**_decode(e, from_bytes), "ok": tf.constant(True)}).ignore_errors()
-    failed = one.map(lambda e: {**e, "image": tf.zeros([1, 1, 3], tf.uint8), "ok": tf.constant(False)})
-    return decoded.concatenate(failed).take(1)
+def _plan_crop(element):
+    """Draw the SSD crop from ``element["seed"]`` (before decoding): the element gets ``crop``
+    (normalised window) and its boxes and labels as they will be inside it."""
+    boxes = tf.reshape(tf.cast(element["boxes"], tf.float32), [-1, 4])
+    labels = tf.reshape(tf.cast(element["labels"], tf.int32), [-1])
+    crop, keep, _ = augment.choose_crop(boxes, tf.random.experimental.stateless_split(element["seed"], 3)[0])
+    boxes, labels = augment.crop_boxes(boxes, labels, crop, keep)
+    return {**element, "crop": crop, "boxes": boxes, "labels": labels}
 
 
-def _warn_unreadable(count, element, from_bytes, name):
-    """scan step: count unreadable images in this pass and name each one on stderr."""
-    what = tf.strings.format("{} image {}", (name, element["image_id"])) if from_bytes else element["source"]
-    failed = tf.logical_not(element["ok"])
-    count = count + tf.cast(failed, tf.int64)
+def _decode_crop(element, from_bytes):
+    """Decode only ``element["crop"]``: a JPEG's header gives its size and ``decode_and_crop_jpeg``
+    skips the rest; other formats are decoded whole and sliced. The pixels equal decoding
+    everything, then cropping, as the seed does."""
+    data = element["source"] if from_bytes else tf.io.read_file(element["source"])
+    crop = element["crop"]
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(data)
+        y0, x0, y1, x1 = augment.crop_window_pixels(crop, shape[0], shape[1])
+        return tf.io.decode_and_crop_jpeg(data, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=3)
+
+    def other():
+        image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+        shape = tf.shape(image)
+        y0, x0, y1, x1 = augment.crop_window_pixels(crop, shape[0], shape[1])
+        return image[y0:y1, x0:x1]
+
+    image = tf.cond(tf.strings.substr(data, 0, 3) == b"\xff\xd8\xff", jpeg, other)
+    image.set_shape([None, None, 3])
+    return {**element, "image": image}
+
+
+_RECENT = 4  # sources each element remembers of those before it, to name images that fail
+
+
+def _blank(spec):
+    """A zero/empty value for a tf.TensorSpec (unknown dimensions become 0)."""
+    shape = [d if d is not None else 0 for d in spec.shape]
+    return tf.fill(shape, "") if spec.dtype == tf.string else tf.zeros(shape, spec.dtype)
+
+
+def _name(element, from_bytes, name):
+    return tf.strings.format("{} image {}", (name, element["image_id"])) if from_bytes else element["source"]
+
+
+def _remember(recent, element, from_bytes, name):
+    """scan step before decoding: attach the names of the ``_RECENT`` elements before this one."""
+    return tf.concat([recent[1:], [_name(element, from_bytes, name)]], 0), {**element, "recent": recent}
+
+
+def _find_gaps(state, element):
+    """scan step after decoding: positions missing since the last element are images that failed
+    (ignore_errors dropped them); name them from ``recent`` and count them."""
+    last, failures = state
+    missing = element["pos"] - last - 1
+    failures += missing
 
     def warn():
-        tf.print("WARNING ssd_tf.data: skipped unreadable image", what, "- unreadable images so far in this pass:",
-                 count, output_stream=sys.stderr)
-        return count
+        k = tf.cast(tf.minimum(missing, _RECENT), tf.int32)
+        names = tf.strings.reduce_join(element["recent"][_RECENT - k:], separator=", ")
+        more = tf.where(missing > tf.cast(k, tf.int64),
+                        tf.strings.format(" and {} more before them", missing - tf.cast(k, tf.int64)), "")
+        tf.print(tf.strings.join(["WARNING ssd_tf.data: skipped unreadable image(s) ", names, more,
+                                  " - unreadable images so far in this pass: ", tf.strings.as_string(failures)]),
+                 output_stream=sys.stderr)
+        return failures
 
-    return tf.cond(failed, warn, lambda: count), element
+    failures = tf.cond(missing > 0, warn, lambda: failures)
+    return (element["pos"], failures), element
 
 
-def _decoded(dataset, detection_set, parallel):
-    """Decode each element's image, in order, flagging with ``ok`` False (and naming on stderr,
-    with a running count) each image that cannot be read or decoded: a file changed on disk since
-    parsing, or one a reader never fully checked. ``drop_failed`` removes them after batching, so
-    the pipelines keep a known length (Keras' epoch length, progress bar) and never crash deep in
-    TensorFlow, nor lose an image silently."""
-    from_bytes = bool(detection_set.sources) and isinstance(detection_set.sources[0], bytes)
-    decoded = dataset.interleave(lambda e: _decode_or_flag(e, from_bytes), cycle_length=parallel,
-                                 num_parallel_calls=parallel, deterministic=True)
-    # Exactly one output per input (decoded or flagged), so the length is known and this holds.
-    decoded = decoded.apply(tf.data.experimental.assert_cardinality(len(detection_set)))
-    return decoded.scan(tf.constant(0, tf.int64),
-                        lambda count, e: _warn_unreadable(count, e, from_bytes, detection_set.name))
+def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None):
+    """Decode each element's image, in order (``ok`` True). An image that cannot be read or
+    decoded (a file changed on disk since parsing, or one a reader never fully checked) is
+    skipped, named on stderr and counted, never a crash deep in TensorFlow, never lost silently.
+
+    With a known ``count`` the result keeps it: stand-ins (``ok`` False, a 1x1 black image) make
+    up for skipped images at the end of the pass, and ``drop_failed`` removes them after
+    batching, so Keras knows the epoch length. ``decode_fn``: element -> element with "image"
+    (default: decode the whole image)."""
+    decode_fn = decode_fn or (lambda e: _decode(e, from_bytes))
+    ds = dataset.enumerate().map(lambda pos, e: {**e, "pos": pos, "end": tf.constant(False)})
+    end = None
+    if count is not None:  # an end marker reveals images that fail at the very end of a pass
+        end = tf.nest.map_structure(_blank, ds.element_spec)
+        end.update(pos=tf.constant(count, tf.int64), end=tf.constant(True))
+        ds = ds.concatenate(tf.data.Dataset.from_tensors(end))
+    ds = ds.scan(tf.fill([_RECENT], ""), lambda r, e: _remember(r, e, from_bytes, name))
+    stand_in = lambda e: {**e, "image": tf.zeros([1, 1, 3], tf.uint8)}  # noqa: E731
+    ds = ds.map(lambda e: {**tf.cond(e["end"], lambda: stand_in(e), lambda: decode_fn(e)), "ok": tf.logical_not(e["end"])},
+                num_parallel_calls=parallel, deterministic=True).ignore_errors()
+    ds = ds.scan((tf.constant(-1, tf.int64), tf.constant(0, tf.int64)), _find_gaps)
+    if count is not None:
+        ds = ds.filter(lambda e: tf.logical_not(e["end"]))
+        blank = tf.nest.map_structure(_blank, ds.element_spec)
+        fill = tf.data.Dataset.from_tensors({**stand_in(blank), "ok": tf.constant(False)}).repeat()
+        ds = ds.concatenate(fill).take(count)
+    return ds
+
+
+def _drop_difficult_objects(element):
+    keep = tf.logical_not(element["difficult"])
+    return {**element, "boxes": tf.boolean_mask(element["boxes"], keep),
+            "labels": tf.boolean_mask(element["labels"], keep), "difficult": tf.boolean_mask(element["difficult"], keep)}
+
+
+def _elements(source, training, shuffle, seed, input_context, parallel, drop_difficult=True):
+    """Undecoded elements of a DetectionSet or a TFRecordSet, this input pipeline's share only,
+    shuffled if asked, and for training without difficult objects and object-less images.
+    Returns (dataset of element dicts, count or None, from_bytes)."""
+    index, count = ((input_context.input_pipeline_id, input_context.num_input_pipelines)
+                    if input_context is not None else (0, 1))
+    if isinstance(source, TFRecordSet):
+        element_shard = count > 1 and len(source.files) < count
+        if count > 1 and not element_shard:
+            source = source.shard(index, count)  # whole files per worker: nobody reads the others'
+        files = tf.data.Dataset.from_tensor_slices(source.files)
+        if shuffle:
+            files = files.shuffle(len(source.files), seed=seed, reshuffle_each_iteration=True)
+        # Shuffled: read several files at once, interleaved; else file after file, in order.
+        ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(source.files), 8) if shuffle else 1,
+                              num_parallel_calls=parallel, deterministic=True)
+        if element_shard:  # fewer files than workers: every worker reads all, keeps its share
+            ds = ds.shard(count, index)
+        if shuffle:
+            ds = ds.shuffle(min(len(source), 2048), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(parse_example, num_parallel_calls=parallel, deterministic=True)
+        if training:
+            if drop_difficult:
+                ds = ds.map(_drop_difficult_objects)
+            ds = ds.filter(lambda e: tf.size(e["labels"]) > 0)
+        n = None if element_shard else int(sum(source.usable if training else source.images))
+        if training and drop_difficult is False:
+            n = None  # usable counts exclude difficult-only images
+        return ds, n, True
+    data = source
+    if training:
+        data = data.without_difficult() if drop_difficult else data
+        data = data.without_empty()
+        if not len(data):
+            raise ValueError(f"{source.name}: no training image has objects")
+    if count > 1:
+        data = data.subset(range(index, len(data), count))
+    ds = data.to_tf()
+    if shuffle:
+        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    return ds, len(data), bool(data.sources) and isinstance(data.sources[0], bytes)
 
 
 def drop_failed(*batch):
@@ -66,6 +180,23 @@ def drop_failed(*batch):
     *parts, ok = batch
     keep = lambda x: tf.cond(tf.reduce_all(ok), lambda: x, lambda: tf.boolean_mask(x, ok))  # noqa: E731
     return tuple(tf.nest.map_structure(keep, p) for p in parts)
+
+
+def _options():
+    # Fusing the small per-image maps and parallelising them measured about 5 % faster here.
+    options = tf.data.Options()
+    options.experimental_optimization.map_fusion = True
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
+def for_training(source):
+    """(source, images training uses): a DetectionSet without difficult objects and object-less
+    images (each reported once, here), or a TFRecordSet with the count its conversion recorded."""
+    if isinstance(source, TFRecordSet):
+        return source, int(sum(source.usable))
+    usable = source.without_difficult().without_empty()
+    return usable, len(usable)
 
 
 def num_batches(num_images, batch_size, drop_remainder=False):
@@ -82,21 +213,47 @@ def resize_image(images, size=anchors_lib.SSD300.image_size):
     return tf.image.resize(tf.cast(images, tf.float32), [size, size], method="bilinear", antialias=True)
 
 
-def train_transform(element, seed, image_size=anchors_lib.SSD300.image_size, augment_images=True):
-    """One decoded element -> (image float32 [300, 300, 3] 0..255, y_true [8732, 5])."""
+# Per-image pixel and matching work, compiled with XLA: fused, it costs well under half the
+# op-by-op time on a CPU (measured in ``scripts/benchmark.py data``). The random draws stay
+# outside, so a seed gives the same crops, factors and flips with or without XLA.
+@tf.function(jit_compile=True)
+def _augment_pixels(image, brightness, contrast, saturation, hue, order, flip):
+    image = augment.apply_jitter(image, brightness, contrast, saturation, hue, order)
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
+@tf.function(jit_compile=True)
+def _encode_padded(boxes, labels, num_valid):
+    return encoding.encode_y_true(boxes, labels, num_valid=num_valid)
+
+
+def encode_y_true_fast(boxes, labels):
+    """``encoding.encode_y_true`` compiled with XLA, ground truth padded to 8, 16, 32, ... rows so
+    that a handful of compiled shapes serve every image."""
+    n = tf.shape(boxes)[0]
+    size = tf.cast(2.0 ** tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 8), tf.float32)) / math.log(2.0)), tf.int32)
+    boxes = tf.pad(boxes, [[0, size - n], [0, 0]])
+    labels = tf.pad(labels, [[0, size - n]])
+    return _encode_padded(boxes, labels, n)
+
+
+def train_transform(element, image_size=anchors_lib.SSD300.image_size, augment_images=True):
+    """One decoded element -> (image float32 [300, 300, 3] 0..255, y_true [8732, 5]).
+
+    With ``augment_images`` the element is already cropped (``_plan_crop``, ``_decode_crop``,
+    with the crop stream of ``element["seed"]``); jitter and flip use the other two streams.
+    """
     image = tf.cast(element["image"], tf.float32)
     boxes = tf.reshape(tf.cast(element["boxes"], tf.float32), [-1, 4])
     labels = tf.reshape(tf.cast(element["labels"], tf.int32), [-1])
+    image = resize_image(image, image_size)
     if augment_images:
-        s_crop, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-        image, boxes, labels = augment.random_crop(image, boxes, labels, s_crop)
-        image = resize_image(image, image_size)
-        image = augment.color_jitter(image, s_jitter)
-        image, boxes = augment.random_flip(image, boxes, s_flip)
-    else:
-        image = resize_image(image, image_size)
+        _, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(element["seed"], 3))
+        flip = tf.random.stateless_uniform([], s_flip) < 0.5  # as augment.random_flip draws it
+        image = _augment_pixels(image, *augment.jitter_params(s_jitter), flip)
+        boxes = tf.cond(flip, lambda: augment.flip_boxes(boxes), lambda: boxes)
     image = tf.ensure_shape(image, [image_size, image_size, 3])
-    return image, encoding.encode_y_true(boxes, labels)
+    return image, encode_y_true_fast(boxes, labels)
 
 
 def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shuffle=True,
@@ -111,31 +268,29 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
     ``strategy.distribute_datasets_from_function``): this input pipeline keeps only its share of
     the images, images ``i, i + n, i + 2n, ...`` for pipeline ``i`` of ``n``, before anything is
     read or decoded, and batches ``input_context.get_per_replica_batch_size(batch_size)``:
-    ``batch_size`` stays the global batch.
+    ``batch_size`` stays the global batch. A TFRecordSet is shared out by whole shard files
+    when it has at least as many as there are pipelines.
+
+    ``detection_set``: a DetectionSet (readers) or a TFRecordSet (``read_tfrecords``).
     """
-    data = detection_set.without_difficult() if drop_difficult else detection_set
-    data = data.without_empty()
-    if not len(data):
-        raise ValueError(f"{detection_set.name}: no training image has objects")
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-        index, count = input_context.input_pipeline_id, input_context.num_input_pipelines
-        if count > 1:
-            data = data.subset(range(index, len(data), count))
-            # Different augmentation draws on each worker; one pipeline keeps the plain seed.
-            seed = None if seed is None else seed + 7919 * index
-    ds = data.to_tf()
-    if shuffle:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    ds = _decoded(ds, data, parallel)
+        if seed is not None and input_context.num_input_pipelines > 1:
+            # Different shuffles and augmentation draws on each worker; one pipeline keeps the seed.
+            seed += 7919 * input_context.input_pipeline_id
+    ds, count, from_bytes = _elements(detection_set, True, shuffle, seed, input_context, parallel, drop_difficult)
     # One stateless seed pair per element, different every epoch, fixed by ``seed``.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip(ds, seeds).map(
-        lambda e, s: (*train_transform(e, s, augment_images=augment_images), e["ok"]),
-        num_parallel_calls=parallel, deterministic=seed is not None or None,
-    )
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+    ds = tf.data.Dataset.zip(ds, seeds).map(lambda e, s: {**e, "seed": s})
+    decode_fn = None
+    if augment_images:  # the crop is drawn first, so that a JPEG decodes only its window
+        ds = ds.map(_plan_crop, num_parallel_calls=parallel, deterministic=True)
+        decode_fn = lambda e: _decode_crop(e, from_bytes)  # noqa: E731
+    ds = _decoded(ds, count, from_bytes, detection_set.name, parallel, decode_fn)
+    ds = ds.map(lambda e: (*train_transform(e, augment_images=augment_images), e["ok"]),
+                num_parallel_calls=parallel, deterministic=seed is not None or None)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(drop_failed)
-    return ds.prefetch(AUTOTUNE)
+    return ds.prefetch(AUTOTUNE).with_options(_options())
 
 
 def eval_transform(element, image_size=anchors_lib.SSD300.image_size):
@@ -149,14 +304,15 @@ def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE, resize=True):
     in data set order; resize only. ``resize=False`` yields the decoded uint8 images (batch 1).
     An unreadable image is left out of its batch (named on stderr), so a batch can be short, or
     empty."""
-    ds = _decoded(detection_set.to_tf(), detection_set, parallel)
+    ds, count, from_bytes = _elements(detection_set, False, False, None, None, parallel)
+    ds = _decoded(ds, count, from_bytes, detection_set.name, parallel)
     if not resize:
         if batch_size != 1:
             raise ValueError("resize=False needs batch_size=1: images keep their own sizes")
         ds = ds.map(lambda e: (e["image"], {"image_id": e["image_id"], "size": e["size"]}, e["ok"]))
         return ds.batch(1).map(drop_failed)
     ds = ds.map(eval_transform, num_parallel_calls=parallel, deterministic=True)
-    return ds.batch(batch_size).map(drop_failed).prefetch(AUTOTUNE)
+    return ds.batch(batch_size).map(drop_failed).prefetch(AUTOTUNE).with_options(_options())
 
 
 def validation_dataset(detection_set, batch_size, parallel=AUTOTUNE):

@@ -4,6 +4,7 @@ import pathlib
 
 from ssd_tf.data.coco import read_coco
 from ssd_tf.data.synthetic import make_synthetic
+from ssd_tf.data.tfrecord import read_tfrecords
 from ssd_tf.data.voc import VOC_CLASSES, read_voc
 
 
@@ -13,7 +14,8 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
     kind "voc": ``data_dir`` is a VOC20xx folder, ``split`` an ImageSets/Main name, ``classes`` the
     class names (default the 20 VOC classes). kind "coco": ``data_dir`` holds
     ``annotations/instances_<split>.json`` and the images in ``<split>/``. kind "synthetic": the
-    built-in set, ``synthetic_images`` images from ``seed``.
+    built-in set, ``synthetic_images`` images from ``seed``. kind "tfrecord": ``data_dir`` is a
+    folder written by ``scripts/convert.py``, ``split`` a split name or role ("train", "val").
     """
     if kind == "synthetic":
         return make_synthetic(synthetic_images, seed=seed, name=f"synthetic-{seed}")
@@ -21,7 +23,9 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
         raise ValueError(f"data set {kind!r} needs a data folder (--data-dir)")
     if kind == "voc":
         return read_voc(data_dir, split, class_names=tuple(classes) if classes else VOC_CLASSES)
+    if kind == "tfrecord":
+        return read_tfrecords(data_dir, split or "train")
     if kind == "coco":
         root = pathlib.Path(data_dir)
         return read_coco(root / "annotations" / f"instances_{split}.json", root / split)
-    raise ValueError(f"unknown data set kind {kind!r} (voc, coco or synthetic)")
+    raise ValueError(f"unknown data set kind {kind!r} (voc, coco, tfrecord or synthetic)")

@@ -1,16 +1,22 @@
-"""The seed's PyTorch reference (../shared/seed), for parity tests only.
+"""The seed's PyTorch reference (../shared/seed), for parity tests and side-by-side benchmarks.
 
-Transcribed from the design's code blocks: DefaultBoxes / dboxes300_coco, calc_iou_tensor,
-Encoder.encode, Loss, PostProcess. decode_single_new's NMS calls torchvision in the seed;
+Needs torch (the ``dev`` extra); nothing in the library imports it. Transcribed from the
+design's code blocks: DefaultBoxes / dboxes300_coco, calc_iou_tensor, Encoder.encode, Loss,
+PostProcess, and the training transforms (SSDCropping, Resize, ColorJitter, ToTensor,
+RandomHorizontalFlip, Normalization, AssignGTtoDefaultBox) with a torch Dataset for a
+DataLoader. torchvision does not import beside the CPU torch here, so its ColorJitter and
+Normalize are written out with PIL and torch as torchvision's PIL path does them. decode_single_new's NMS calls torchvision in the seed;
 torchvision does not load beside the CPU torch here, so ``_nms`` is a plain greedy NMS with
 torchvision's rule (drop boxes with IoU > threshold against a kept, higher-scoring box).
 """
 
 import itertools
+import random
 from math import sqrt
 
 import numpy as np
 import torch
+from PIL import Image, ImageEnhance
 import torch.nn.functional as F
 from torch import nn
 
@@ -179,3 +185,167 @@ class PostProcess(nn.Module):
         bboxes, probs = self.scale_back_batch(bboxes_in, scores_in)
         return [self.decode_single_new(b.squeeze(0), p.squeeze(0), self.criteria, self.max_output)
                 for b, p in zip(bboxes.split(1, 0), probs.split(1, 0))]
+
+
+# ---------------------------------------------------------------- training transforms (seed)
+
+class SSDCropping:
+    """The seed's random crop: an IoU option, up to 5 tries, loop until one succeeds."""
+
+    def __init__(self):
+        self.sample_options = (None, (0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, None))
+
+    def __call__(self, image, target):
+        while True:
+            mode = random.choice(self.sample_options)
+            if mode is None:
+                return image, target
+            htot, wtot = target["height_width"]
+            min_iou, max_iou = mode
+            min_iou = float("-inf") if min_iou is None else min_iou
+            max_iou = float("+inf") if max_iou is None else max_iou
+            for _ in range(5):
+                w = random.uniform(0.3, 1.0)
+                h = random.uniform(0.3, 1.0)
+                if w / h < 0.5 or w / h > 2:
+                    continue
+                left = random.uniform(0, 1.0 - w)
+                top = random.uniform(0, 1.0 - h)
+                right, bottom = left + w, top + h
+                bboxes = target["boxes"]
+                ious = calc_iou_tensor(bboxes, torch.tensor([[left, top, right, bottom]]))
+                if not ((ious > min_iou) & (ious < max_iou)).all():
+                    continue
+                xc = 0.5 * (bboxes[:, 0] + bboxes[:, 2])
+                yc = 0.5 * (bboxes[:, 1] + bboxes[:, 3])
+                masks = (xc > left) & (xc < right) & (yc > top) & (yc < bottom)
+                if not masks.any():
+                    continue
+                bboxes[bboxes[:, 0] < left, 0] = left
+                bboxes[bboxes[:, 1] < top, 1] = top
+                bboxes[bboxes[:, 2] > right, 2] = right
+                bboxes[bboxes[:, 3] > bottom, 3] = bottom
+                bboxes = bboxes[masks, :]
+                labels = target["labels"][masks]
+                image = image.crop((int(left * wtot), int(top * htot), int(right * wtot), int(bottom * htot)))
+                bboxes[:, 0] = (bboxes[:, 0] - left) / w
+                bboxes[:, 1] = (bboxes[:, 1] - top) / h
+                bboxes[:, 2] = (bboxes[:, 2] - left) / w
+                bboxes[:, 3] = (bboxes[:, 3] - top) / h
+                target["boxes"], target["labels"] = bboxes, labels
+                return image, target
+
+
+class Resize:
+    def __call__(self, image, target):
+        return image.resize((300, 300), Image.BILINEAR), target
+
+
+def adjust_brightness(image, factor):
+    return ImageEnhance.Brightness(image).enhance(factor)
+
+
+def adjust_contrast(image, factor):
+    return ImageEnhance.Contrast(image).enhance(factor)
+
+
+def adjust_saturation(image, factor):
+    return ImageEnhance.Color(image).enhance(factor)
+
+
+def adjust_hue(image, factor):
+    """torchvision's PIL adjust_hue: shift the HSV hue channel by factor * 255, wrapping."""
+    mode = image.mode
+    h, s, v = image.convert("HSV").split()
+    np_h = np.array(h, dtype=np.uint8)
+    np_h += np.uint8(int(factor * 255) % 256)  # wraps around, as torchvision's uint8 add does
+    return Image.merge("HSV", (Image.fromarray(np_h, "L"), s, v)).convert(mode)
+
+
+class ColorJitter:
+    """torchvision ColorJitter(0.125, 0.5, 0.5, 0.05) on PIL images: factors drawn uniformly,
+    the four adjustments in a random order."""
+
+    def __init__(self, brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05):
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+
+    def __call__(self, image, target):
+        b = float(torch.empty(1).uniform_(1 - self.brightness, 1 + self.brightness))
+        c = float(torch.empty(1).uniform_(1 - self.contrast, 1 + self.contrast))
+        s = float(torch.empty(1).uniform_(1 - self.saturation, 1 + self.saturation))
+        h = float(torch.empty(1).uniform_(-self.hue, self.hue))
+        ops = [(adjust_brightness, b), (adjust_contrast, c), (adjust_saturation, s), (adjust_hue, h)]
+        for i in torch.randperm(4).tolist():
+            fn, factor = ops[i]
+            image = fn(image, factor)
+        return image, target
+
+
+class ToTensor:
+    def __call__(self, image, target):
+        array = np.asarray(image, np.float32) / 255.0
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous(), target
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p=0.5):
+        self.p = p
+
+    def __call__(self, image, target):
+        if random.random() < self.p:
+            image = image.flip(-1)
+            bbox = target["boxes"]
+            bbox[:, [0, 2]] = 1.0 - bbox[:, [2, 0]]
+            target["boxes"] = bbox
+        return image, target
+
+
+class Normalization:
+    def __init__(self, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        self.mean = torch.tensor(mean)[:, None, None]
+        self.std = torch.tensor(std)[:, None, None]
+
+    def __call__(self, image, target):
+        return (image - self.mean) / self.std, target
+
+
+class AssignGTtoDefaultBox:
+    def __init__(self):
+        self.encoder = Encoder(dboxes300_coco())
+
+    def __call__(self, image, target):
+        target["boxes"], target["labels"] = self.encoder.encode(target["boxes"], target["labels"])
+        return image, target
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = transforms
+
+    def __call__(self, image, target):
+        for t in self.transforms:
+            image, target = t(image, target)
+        return image, target
+
+
+def train_transform():
+    return Compose([SSDCropping(), Resize(), ColorJitter(), ToTensor(), RandomHorizontalFlip(), Normalization(),
+                    AssignGTtoDefaultBox()])
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """The seed's data set: PIL opens each image; targets are normalised xyxy boxes and labels."""
+
+    def __init__(self, paths, boxes, labels, transform):
+        self.paths, self.boxes, self.labels, self.transform = list(paths), list(boxes), list(labels), transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        image = Image.open(self.paths[index]).convert("RGB")
+        target = {"boxes": torch.tensor(np.asarray(self.boxes[index], np.float32)).reshape(-1, 4),
+                  "labels": torch.tensor(np.asarray(self.labels[index], np.int64)),
+                  "height_width": (image.height, image.width)}
+        image, target = self.transform(image, target)
+        return image, target["boxes"], target["labels"]

@@ -1,0 +1,284 @@
+"""Sharded TFRecords with the TF Object Detection API's feature keys.
+
+A converted folder (``scripts/convert.py``) holds, per split:
+``<split>-00000-of-000NN.tfrecord`` shards, ``<split>.json`` (image and object counts per shard,
+what conversion skipped) and ``<split>-instances.json`` (COCO ground truth: a COCO source's own
+instances file, so evaluating records is still the official metric; VOC's conversion otherwise);
+and once: ``classes.json`` (class names 0..C-1, category ids) and ``splits.json`` (which split
+is "train" and which "val").
+
+Boxes in records are normalised ``[xmin, ymin, xmax, ymax]`` like everywhere here; labels are the
+contiguous classes 1..C-1. Records written by the Object Detection API's dataset tools train here
+(put a ``classes.json`` beside them); ours train there.
+"""
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from ssd_tf.data.records import SkipReport
+
+log = logging.getLogger("ssd_tf.data.tfrecord")
+
+FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/format": tf.io.FixedLenFeature([], tf.string, default_value="jpeg"),
+    "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    "image/source_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+    "image/object/difficult": tf.io.VarLenFeature(tf.int64),
+    "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
+}
+SPLITS_FILE = "splits.json"
+
+
+# ---------------------------------------------------------------- writing
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def encode_example(encoded, fmt, height, width, image_id, filename, boxes, labels, difficult, class_names):
+    """One image -> tf.train.Example bytes (OD API keys). ``boxes`` [n, 4] normalised xyxy."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    feature = {
+        "image/encoded": _bytes([encoded]),
+        "image/format": _bytes([fmt.encode()]),
+        "image/height": _ints([height]),
+        "image/width": _ints([width]),
+        "image/source_id": _bytes([str(image_id).encode()]),
+        "image/filename": _bytes([filename.encode()]),
+        "image/object/bbox/xmin": _floats(boxes[:, 0]),
+        "image/object/bbox/ymin": _floats(boxes[:, 1]),
+        "image/object/bbox/xmax": _floats(boxes[:, 2]),
+        "image/object/bbox/ymax": _floats(boxes[:, 3]),
+        "image/object/class/label": _ints(labels),
+        "image/object/class/text": _bytes([class_names[int(c)].encode() for c in labels]),
+        "image/object/difficult": _ints(difficult),
+        "image/object/is_crowd": _ints(np.zeros(len(labels))),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _validated(source, where):
+    """(encoded bytes, format) of a fully decodable image, or ValueError naming it."""
+    try:
+        encoded = source if isinstance(source, bytes) else pathlib.Path(source).read_bytes()
+        with Image.open(io.BytesIO(encoded)) as im:
+            fmt = im.format
+            im.load()  # one full decode, here, so training never meets a corrupt image
+    except Exception as err:
+        raise ValueError(f"{where}: unreadable image ({type(err).__name__}: {err})") from None
+    return encoded, {"MPO": "jpeg"}.get(fmt, fmt.lower())
+
+
+def write_split(detection_set, output, split, images_per_shard=1024, instances=None, progress=True):
+    """Write one DetectionSet as ``output/<split>-NNNNN-of-MMMMM.tfrecord`` shards plus
+    ``<split>.json`` and ``<split>-instances.json``. Every image is fully decoded once here;
+    unreadable ones are skipped, counted and listed (with what the reader skipped) in
+    ``<split>.json``. ``instances``: a COCO instances file to copy as the ground truth (default:
+    converted from the set). Returns the split's metadata dict."""
+    from ssd_tf.evaluation import coco_ground_truth
+
+    output = pathlib.Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    report = SkipReport()
+    report.counts.update(detection_set.report.counts)
+    report.messages.extend(detection_set.report.messages)
+    n = len(detection_set)
+    num_shards = max(1, math.ceil(n / images_per_shard))
+    shards, writer, kept = [], None, []
+    for i in range(n):
+        if writer is None or shards[-1]["images"] >= images_per_shard:
+            if writer:
+                writer.close()
+            name = f"{split}-{len(shards):05d}-of-{num_shards:05d}.tfrecord"
+            writer = tf.io.TFRecordWriter(str(output / name))
+            shards.append({"file": name, "images": 0, "usable": 0, "objects": 0})
+        where = detection_set.describe(i)
+        try:
+            encoded, fmt = _validated(detection_set.sources[i], where)
+        except ValueError as err:
+            report.skip("unreadable images", str(err))
+            continue
+        height, width = detection_set.sizes[i]
+        boxes, labels, difficult = detection_set.boxes[i], detection_set.labels[i], detection_set.difficult[i]
+        filename = where.rsplit("/", 1)[-1]
+        writer.write(encode_example(encoded, fmt, height, width, detection_set.image_ids[i], filename, boxes,
+                                    labels, difficult, detection_set.class_names))
+        shards[-1]["images"] += 1
+        shards[-1]["usable"] += int(np.any(~np.asarray(difficult, bool)))
+        shards[-1]["objects"] += len(labels)
+        kept.append(i)
+        if progress and (i + 1 == n or (i + 1) % 200 == 0):
+            done = (i + 1) / n
+            sys.stderr.write(f"\r{split}: [{'#' * int(30 * done):<30}] {i + 1}/{n} images")
+            sys.stderr.flush()
+    if writer:
+        writer.close()
+    if progress:
+        sys.stderr.write("\n")
+    gt_path = output / f"{split}-instances.json"
+    if instances:
+        shutil.copyfile(instances, gt_path)
+    else:
+        gt_path.write_text(json.dumps(coco_ground_truth(detection_set.subset(kept))))
+    meta = {"split": split, "images": sum(s["images"] for s in shards), "usable": sum(s["usable"] for s in shards),
+            "objects": sum(s["objects"] for s in shards), "shards": shards, "source": detection_set.name,
+            "skipped": dict(report.counts), "skipped_messages": report.messages}
+    (output / f"{split}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def convert(kind, data_dir, output, splits=None, classes=None, images_per_shard=1024, progress=True,
+            synthetic_images=64, seed=0):
+    """Convert a data set's splits to TFRecords under ``output``.
+
+    ``kind``: voc, coco or synthetic. ``splits``: split names, default the data set's train and
+    val splits (voc: train, val; coco: train2017, val2017); the first is the "train" role, the
+    second "val" (``splits.json``). Returns {split: metadata}.
+    """
+    from ssd_tf.artifacts import write_classes
+    from ssd_tf.data.sources import read_dataset
+
+    defaults = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "synthetic": ("train", "val")}
+    if kind not in defaults:
+        raise ValueError(f"can convert voc, coco or synthetic data sets, not {kind!r}")
+    splits = list(splits or defaults[kind])
+    output = pathlib.Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    metas = {}
+    for i, split in enumerate(splits):
+        dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images,
+                               seed=seed + 1000 * i)
+        if i == 0:
+            write_classes(output / "classes.json", dataset.class_names, dataset.category_ids)
+        metas[split] = write_split(dataset, output, split, images_per_shard, dataset.annotation_file, progress)
+    roles = dict(zip(("train", "val"), splits))
+    (output / SPLITS_FILE).write_text(json.dumps(roles, indent=1) + "\n")
+    return metas
+
+
+# ---------------------------------------------------------------- reading
+
+@dataclasses.dataclass
+class TFRecordSet:
+    """One split of a converted folder: what the pipelines need, without reading any image.
+
+    ``files``: shard paths; ``images`` / ``usable`` per shard (usable: images with at least one
+    non-difficult object, the ones training uses). ``annotation_file``: the COCO ground truth.
+    """
+
+    files: list
+    images: list
+    usable: list
+    class_names: tuple
+    category_ids: tuple
+    name: str
+    annotation_file: str | None = None
+    report: SkipReport = dataclasses.field(default_factory=SkipReport)
+    image_ids: None = None  # evaluation covers every image of the ground-truth file
+
+    def __len__(self):
+        return int(sum(self.images))
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def shard(self, index, count):
+        """The files of input pipeline ``index`` of ``count`` (files i, i + count, ...)."""
+        pick = lambda xs: xs[index::count]  # noqa: E731
+        return dataclasses.replace(self, files=pick(self.files), images=pick(self.images), usable=pick(self.usable))
+
+
+def read_tfrecords(folder, split="train"):
+    """Open ``split`` of a converted folder. ``split`` is a split name (e.g. ``train2017``) or a
+    role, "train" or "val", looked up in ``splits.json``. Shards without a ``<split>.json`` (made
+    by other tools) are found by name (``<split>*.tfrecord*``); then counts are read once."""
+    folder = pathlib.Path(folder)
+    from ssd_tf.artifacts import read_classes
+
+    class_names, category_ids = read_classes(folder)
+    if class_names is None:
+        raise FileNotFoundError(f"{folder}: no classes.json (class names 0..C-1) beside the records")
+    roles = json.loads((folder / SPLITS_FILE).read_text()) if (folder / SPLITS_FILE).is_file() else {}
+    split = roles.get(split, split)
+    meta_path = folder / f"{split}.json"
+    report = SkipReport()
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        files = [str(folder / s["file"]) for s in meta["shards"]]
+        images, usable = [s["images"] for s in meta["shards"]], [s["usable"] for s in meta["shards"]]
+        report.counts.update(meta.get("skipped", {}))
+        report.messages.extend(meta.get("skipped_messages", []))
+    else:
+        files = sorted(str(p) for p in folder.glob(f"{split}*.tfrecord*"))
+        if not files:
+            raise FileNotFoundError(f"{folder}: no {split}.json and no {split}*.tfrecord shards")
+        images, usable = _count(files)
+    for f in files:
+        if not pathlib.Path(f).is_file():
+            raise FileNotFoundError(f"{f}: shard listed in {meta_path} is missing")
+    gt = folder / f"{split}-instances.json"
+    return TFRecordSet(files, images, usable, tuple(class_names), tuple(category_ids), f"{folder}/{split}",
+                       str(gt) if gt.is_file() else None, report)
+
+
+def _count(files):
+    images, usable = [], []
+    for f in files:
+        ds = tf.data.TFRecordDataset(f).map(parse_example)
+        flags = [bool(tf.reduce_any(~e["difficult"])) for e in ds]
+        images.append(len(flags))
+        usable.append(sum(flags))
+    return images, usable
+
+
+def parse_example(serialized):
+    """Example bytes -> the pipeline's element dict: source (encoded image), boxes [n, 4], labels
+    [n], difficult [n] (crowd objects count as difficult: kept out of training), image_id, size."""
+    f = tf.io.parse_single_example(serialized, FEATURES)
+    dense = lambda key, dtype: tf.cast(tf.sparse.to_dense(f[key]), dtype)  # noqa: E731
+    boxes = tf.stack([dense(f"image/object/bbox/{k}", tf.float32) for k in ("xmin", "ymin", "xmax", "ymax")], -1)
+    labels = dense("image/object/class/label", tf.int32)
+    n = tf.shape(labels)[0]
+    flag = lambda key: tf.cond(  # noqa: E731
+        tf.equal(tf.size(f[key].values), n), lambda: dense(key, tf.bool), lambda: tf.zeros([n], tf.bool))
+    image_id = _numeric_id(f["image/source_id"])
+    return {
+        "source": f["image/encoded"], "boxes": tf.reshape(boxes, [-1, 4]), "labels": labels,
+        "difficult": flag("image/object/difficult") | flag("image/object/is_crowd"),
+        "image_id": image_id,
+        "size": tf.cast(tf.stack([f["image/height"], f["image/width"]]), tf.int32),
+    }
+
+
+def _numeric_id(source_id):
+    # Our records carry numeric ids (COCO's, or the reader's running index); other tools' may carry
+    # file names: those get a stable hash.
+    numeric = tf.strings.regex_full_match(source_id, r"[0-9]{1,18}")
+    return tf.cond(numeric, lambda: tf.strings.to_number(source_id, tf.int64),
+                   lambda: tf.strings.to_hash_bucket_fast(source_id, 2 ** 62))
