@@ -1,6 +1,7 @@
 """COCO evaluation (pycocotools, bbox): the 12 COCO stats and per-class AP50.
 
-    python scripts/evaluate.py --model runs/RUN --dataset voc --data-dir ../shared/data/voc2012_sample/VOC2012 --split val
+    python scripts/evaluate.py --model runs/RUN --dataset voc --split val \
+        --data-dir ../shared/data/voc2012_sample/VOC2012
     python scripts/evaluate.py --model saved_models/ssd300/1 --dataset coco --data-dir COCO --split val2017
     python scripts/evaluate.py --model runs/RUN --dataset tfrecord --data-dir records/coco
     python scripts/evaluate.py --model runs/RUN --dataset synthetic

@@ -3,7 +3,8 @@
     python scripts/train.py                      # built-in synthetic data, a few minutes on a CPU
     python scripts/train.py --dataset voc --data-dir VOCdevkit/VOC2012 --backbone-weights imagenet
     python scripts/train.py --dataset voc --data-dir ../shared/data/raccoon/VOC2007 --classes raccoon
-    python scripts/train.py --dataset coco --data-dir COCO   # COCO/annotations/instances_train2017.json, COCO/train2017/
+    python scripts/train.py --dataset coco --data-dir COCO   # COCO/annotations/instances_train2017.json,
+                                                             # COCO/train2017/
     python scripts/train.py --dataset tfrecord --data-dir records/coco  # shards from scripts/convert.py
     python scripts/train.py --output runs/x --resume          # continue an interrupted run
 """
@@ -44,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
     p.add_argument("--synthetic-images", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=1, help="epochs between validation COCO mAP runs (0: never)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="batch norm statistics over all replicas and workers (for small per-replica batches)")
     return p.parse_args(argv)
 
 
@@ -60,7 +63,7 @@ def config_from_args(args):
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
         mixed_precision=args.mixed_precision, backbone_weights=weights, strategy=args.strategy, seed=args.seed,
         output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,
-        eval_every=args.eval_every,
+        eval_every=args.eval_every, sync_bn=args.sync_bn,
     )
 
 

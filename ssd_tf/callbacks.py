@@ -81,7 +81,8 @@ class DetectionImages(keras.callbacks.Callback):
         self.score_threshold = score_threshold
 
     def on_epoch_end(self, epoch, logs=None):
-        dets = postprocess.decode_detections(self.model.predict(self.images, verbose=0))
+        # A direct call, not predict(): it also runs on the chief alone under MultiWorkerMirroredStrategy.
+        dets = postprocess.decode_detections(self.model(self.images, training=False))
         drawn = []
         for i, image in enumerate(self.images):
             n = int(dets["num_detections"][i])

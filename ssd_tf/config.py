@@ -35,6 +35,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # cap, for smoke runs
     val_images: int = 4  # validation images drawn to TensorBoard each epoch
     eval_every: int = 1  # epochs between validation COCO mAP evaluations (0: never)
+    sync_bn: bool = False  # batch norm statistics over all replicas (small per-replica batches)
 
     def resolved(self):
         """Copy with data-set defaults filled in and every field checked."""

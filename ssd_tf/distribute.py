@@ -13,6 +13,7 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ssd_tf import artifacts, callbacks, losses
@@ -70,13 +71,21 @@ def is_chief():
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, steps_per_epoch):
+def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, steps_per_epoch,
+                    epoch_callbacks=(), val_dataset=None, steps_per_call=8):
     """Custom training loop under MultiWorkerMirroredStrategy; checkpoints each epoch.
 
     ``dataset_fn(input_context)`` returns this worker's endless dataset of per-replica batches
     (``strategy.distribute_datasets_from_function``): each worker reads and decodes only its own
-    share of the images. Every worker takes part in saving (saving can run collectives); only the
-    chief's copy is kept, the others write to a temporary folder they delete.
+    share of the images. Up to ``steps_per_call`` steps run in one tf.function call (like Keras'
+    ``steps_per_execution``), so the host syncs once per call, not once per step. Every worker
+    takes part in saving (saving can run collectives); only the chief's copy is kept, the others
+    write to a temporary folder they delete.
+
+    On the chief, each epoch's logs (loss and its parts, learning rate, and ``val_*`` from
+    ``val_dataset``) go through ``epoch_callbacks``, the Keras callbacks of the fit path
+    (COCO evaluation, TensorBoard, CSVLogger, drawn detections), and a progress bar shows the loss.
+    Returns the history dict.
     """
     global_batch = config.batch_size
     dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
@@ -96,17 +105,23 @@ def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, 
         with tf.GradientTape() as tape:
             pred = model(images, training=True)
             loc, cls, _ = losses.ssd_loss_parts(y_true, pred)
-            loss = tf.nn.compute_average_loss(loc + cls, global_batch_size=global_batch)
+            loc = tf.nn.compute_average_loss(loc, global_batch_size=global_batch)
+            cls = tf.nn.compute_average_loss(cls, global_batch_size=global_batch)
+            loss = loc + cls
             scaled = optimizer.scale_loss(loss)  # loss scaling under float16; identity otherwise
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        return tf.stack([loss, loc, cls])
 
     @tf.function
-    def train_step(iterator):
-        images, y_true = next(iterator)
-        per_replica = strategy.run(replica_step, args=(images, y_true))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    def train_steps(iterator, count):
+        """``count`` steps in one call; returns [count, 3]: loss, localisation, classification."""
+        parts = tf.TensorArray(tf.float32, size=count)
+        for i in tf.range(count):
+            images, y_true = next(iterator)
+            per_replica = strategy.run(replica_step, args=(images, y_true))
+            parts = parts.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+        return parts.stack()
 
     # BatchNorm moving statistics are per-replica (on-read) variables that no step synchronises
     # across workers. Their update is linear, so averaging them gives the moving average of the
@@ -120,25 +135,53 @@ def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, 
                     var.assign(context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(var.value)))
         strategy.run(replica_fn)
 
-    history = {"loss": []}
+    chief_callbacks = keras.callbacks.CallbackList(list(epoch_callbacks) if chief else [], model=model)
+    history = {}
     iterator = iter(dist_ds)
     last_finite = None
-    for epoch in range(int(epoch_var.numpy()), config.epochs):
-        total = 0.0
-        for i in range(steps_per_epoch):
-            loss = float(train_step(iterator))
-            # Every worker sees the same all-reduced loss, so all stop together.
-            step = epoch * steps_per_epoch + i + 1
-            callbacks.check_finite_loss(loss, step, last_finite)
-            last_finite = (step, loss)
-            total += loss
-        history["loss"].append(total / steps_per_epoch)
+    first_epoch = int(epoch_var.numpy())
+    chief_callbacks.on_train_begin()
+    for epoch in range(first_epoch, config.epochs):
+        chief_callbacks.on_epoch_begin(epoch)
+        progress = keras.utils.Progbar(steps_per_epoch, verbose=1 if chief else 0,
+                                       stateful_metrics=["loss", "loc_loss", "cls_loss"])
+        sums, done = np.zeros(3), 0
+        while done < steps_per_epoch:
+            count = min(steps_per_call, steps_per_epoch - done)
+            parts = train_steps(iterator, tf.constant(count)).numpy()
+            for i, (loss, _, _) in enumerate(parts):
+                # Every worker sees the same all-reduced loss, so all stop together.
+                step = epoch * steps_per_epoch + done + i + 1
+                callbacks.check_finite_loss(float(loss), step, last_finite)
+                last_finite = (step, float(loss))
+            sums += parts.sum(axis=0)
+            done += count
+            means = sums / done
+            progress.update(done, [("loss", means[0]), ("loc_loss", means[1]), ("cls_loss", means[2])])
         sync_moving_statistics()
         epoch_var.assign(epoch + 1)
         manager.save()
-        if chief:
-            log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, history["loss"][-1])
-            print(f"epoch {epoch + 1}/{config.epochs} - loss: {history['loss'][-1]:.4f}", flush=True)
+        logs = {"loss": means[0], "loc_loss": means[1], "cls_loss": means[2],
+                "learning_rate": float(optimizer.learning_rate)}
+        if chief and val_dataset is not None:
+            logs.update(validation_losses(model, val_dataset))
+        chief_callbacks.on_epoch_end(epoch, logs)
+        for key, value in logs.items():
+            history.setdefault(key, []).append(float(value))
+    chief_callbacks.on_train_end()
     if not chief:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return history
+
+
+def validation_losses(model, dataset):
+    """``val_loss``, ``val_loc_loss``, ``val_cls_loss``: the loss and its parts averaged over every
+    image of ``dataset`` ((images, y_true) batches), inference mode, as Keras' fit reports them."""
+    predict = tf.function(lambda images: model(images, training=False))
+    sums, count = np.zeros(3), 0
+    for images, y_true in dataset:
+        loc, cls, _ = losses.ssd_loss_parts(y_true, predict(images))
+        sums += [float(tf.reduce_sum(loc + cls)), float(tf.reduce_sum(loc)), float(tf.reduce_sum(cls))]
+        count += int(images.shape[0])
+    sums /= max(count, 1)
+    return {"val_loss": sums[0], "val_loc_loss": sums[1], "val_cls_loss": sums[2]}

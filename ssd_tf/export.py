@@ -1,6 +1,7 @@
 """Export for TF Serving: saved_models/<name>/<version>/ with two signatures.
 
-``serving_default``: ``image_bytes`` tf.string [B] (declared any-rank so a wrong rank gets a clear error; encoded JPEG/PNG/GIF/BMP/WebP; TF Serving's
+``serving_default``: ``image_bytes`` tf.string [B] (declared any-rank so a wrong rank gets a clear error;
+encoded JPEG/PNG/GIF/BMP/WebP; TF Serving's
 REST API takes them as ``{"b64": ...}``). ``serve_images``: ``images`` uint8 [B, H, W, 3], any size.
 Both resize to 300x300 inside, run the model and per-class NMS, and return
 ``detection_boxes`` [B, K, 4] normalised xyxy, ``detection_scores`` [B, K],

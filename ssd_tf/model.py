@@ -13,14 +13,14 @@ EXTRA_BLOCKS = ((256, 512, 2, 1), (256, 512, 2, 1), (128, 256, 2, 1), (128, 256,
 _BN = dict(epsilon=1e-5, momentum=0.9)
 
 
-def _extra_block(x, middle, out, stride, padding, name):
+def _extra_block(x, middle, out, stride, padding, name, synchronized=False):
     x = layers.Conv2D(middle, 1, use_bias=False, name=name + "_1_conv")(x)
-    x = layers.BatchNormalization(name=name + "_1_bn", **_BN)(x)
+    x = backbone_lib.batch_norm(name + "_1_bn", synchronized, **_BN)(x)
     x = layers.Activation("relu", name=name + "_1_relu")(x)
     if padding:
         x = layers.ZeroPadding2D(padding, name=name + "_pad")(x)
     x = layers.Conv2D(out, 3, strides=stride, use_bias=False, name=name + "_2_conv")(x)
-    x = layers.BatchNormalization(name=name + "_2_bn", **_BN)(x)
+    x = backbone_lib.batch_norm(name + "_2_bn", synchronized, **_BN)(x)
     return layers.Activation("relu", name=name + "_2_relu")(x)
 
 
@@ -38,13 +38,15 @@ def _head(feature, boxes_per_cell, values_per_box, name):
     return layers.Reshape((boxes_per_cell * size * size, values_per_box), name=name + "_flat")(x)
 
 
-def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300"):
+def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=False):
     """Build SSD300-ResNet50.
 
     Args:
       num_classes: classes including background (class 0).
       backbone_weights: None (random init), "imagenet" (keras.applications' ResNet50 weights,
         downloaded or from Keras' cache) or the path of a ResNet50 weights file.
+      sync_bn: batch norm statistics over all replicas of a tf.distribute strategy (Keras
+        ``BatchNormalization(synchronized=True)``), for small per-replica batches.
     Returns:
       A functional ``keras.Model``. Input: float32 RGB images [B, 300, 300, 3], 0..255
       (normalisation happens inside). Output: float32 [B, 8732, 4 + num_classes]: per default
@@ -60,10 +62,10 @@ def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300"):
     size = spec.image_size
     images = keras.Input((size, size, 3), dtype="float32", name="images")
     x = backbone_lib.CaffePreprocess(name="preprocess")(images)
-    x = backbone_lib.resnet50_conv4(x)
+    x = backbone_lib.resnet50_conv4(x, sync_bn)
     features = [x]
     for k, (middle, out, stride, padding) in enumerate(EXTRA_BLOCKS, start=1):
-        x = _extra_block(x, middle, out, stride, padding, f"extra{k}")
+        x = _extra_block(x, middle, out, stride, padding, f"extra{k}", sync_bn)
         features.append(x)
     for feature, expected in zip(features, spec.feature_sizes):
         assert feature.shape[1] == feature.shape[2] == expected, (feature.shape, expected)

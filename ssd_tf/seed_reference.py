@@ -5,7 +5,8 @@ design's code blocks: DefaultBoxes / dboxes300_coco, calc_iou_tensor, Encoder.en
 PostProcess, and the training transforms (SSDCropping, Resize, ColorJitter, ToTensor,
 RandomHorizontalFlip, Normalization, AssignGTtoDefaultBox) with a torch Dataset for a
 DataLoader. torchvision does not import beside the CPU torch here, so its ColorJitter and
-Normalize are written out with PIL and torch as torchvision's PIL path does them. decode_single_new's NMS calls torchvision in the seed;
+Normalize are written out with PIL and torch as torchvision's PIL path does them.
+decode_single_new's NMS calls torchvision in the seed;
 torchvision does not load beside the CPU torch here, so ``_nms`` is a plain greedy NMS with
 torchvision's rule (drop boxes with IoU > threshold against a kept, higher-scoring box).
 """
@@ -159,11 +160,11 @@ class PostProcess(nn.Module):
         bboxes_in[:, :, 2:] = self.scale_wh * bboxes_in[:, :, 2:]
         bboxes_in[:, :, :2] = bboxes_in[:, :, :2] * self.dboxes_xywh[:, :, 2:] + self.dboxes_xywh[:, :, :2]
         bboxes_in[:, :, 2:] = bboxes_in[:, :, 2:].exp() * self.dboxes_xywh[:, :, 2:]
-        l = bboxes_in[:, :, 0] - 0.5 * bboxes_in[:, :, 2]
+        left = bboxes_in[:, :, 0] - 0.5 * bboxes_in[:, :, 2]
         t = bboxes_in[:, :, 1] - 0.5 * bboxes_in[:, :, 3]
         r = bboxes_in[:, :, 0] + 0.5 * bboxes_in[:, :, 2]
         b = bboxes_in[:, :, 1] + 0.5 * bboxes_in[:, :, 3]
-        bboxes_in[:, :, 0], bboxes_in[:, :, 1], bboxes_in[:, :, 2], bboxes_in[:, :, 3] = l, t, r, b
+        bboxes_in[:, :, 0], bboxes_in[:, :, 1], bboxes_in[:, :, 2], bboxes_in[:, :, 3] = left, t, r, b
         return bboxes_in, F.softmax(scores_in, dim=-1)
 
     def decode_single_new(self, bboxes_in, scores_in, criteria, num_output):

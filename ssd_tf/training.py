@@ -82,6 +82,22 @@ def prepare_run_dir(config, chief=True):
     return run
 
 
+def _epoch_callbacks(config, run, train_set, val_set, val_ds):
+    """The run folder's epoch-end writers, the same for the fit path and the multi-worker loop.
+
+    Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
+    """
+    cbs = []
+    if val_ds is not None and config.eval_every > 0:
+        cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
+    cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
+            keras.callbacks.CSVLogger(str(run / "history.csv"), append=True)]
+    samples = callbacks_lib.sample_images(val_set, config.val_images)
+    if samples is not None:
+        cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names))
+    return cbs
+
+
 def completed_epochs(run):
     """Epochs a run folder's checkpoints hold as finished (0 when none)."""
     checkpoints = pathlib.Path(run) / "checkpoints"
@@ -143,34 +159,29 @@ def train(config, callbacks=(), model_fn=None):
         if model_fn is not None:
             model = model_fn(train_set.num_classes)
         else:
-            model = build_ssd300(train_set.num_classes, backbone_weights=config.backbone_weights)
+            model = build_ssd300(train_set.num_classes, backbone_weights=config.backbone_weights,
+                                 sync_bn=config.sync_bn)
         optimizer = build_optimizer(config, steps_per_epoch)
 
+    epoch_callbacks = _epoch_callbacks(config, run, train_set, val_set, val_ds) if chief else []
     if multiworker:
         def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
             return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
                                           input_context=input_context).repeat()
         history = distribute.fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief,
-                                             steps_per_epoch)
+                                             steps_per_epoch, epoch_callbacks, val_ds)
     else:
         # One endless dataset, epochs counted in steps (--steps-per-epoch can cap them); each
         # repetition reshuffles and redraws augmentations.
         train_ds = data_lib.train_dataset(usable, config.batch_size, seed=config.seed).repeat()
         with strategy.scope():
             compile_model(model, optimizer)
-        # Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
         cbs = [callbacks_lib.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
                callbacks_lib.StopOnNonFiniteLoss(steps_per_epoch), callbacks_lib.LearningRateLogger()]
-        if val_ds is not None and config.eval_every > 0:
-            cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
-        cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
-                keras.callbacks.CSVLogger(str(run / "history.csv"), append=True)]
-        samples = callbacks_lib.sample_images(val_set, config.val_images)
-        if samples is not None:
-            cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names))
         fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                         steps_per_epoch=steps_per_epoch, shuffle=False,
-                        callbacks=cbs + list(callbacks), verbose=2 if os.environ.get("CI") else "auto")
+                        callbacks=cbs + epoch_callbacks + list(callbacks),
+                        verbose=2 if os.environ.get("CI") else "auto")
         history = fit.history
 
     summary = {

@@ -21,7 +21,8 @@ def test_crop_properties_over_many_seeds():
     cropped = 0
     for trial in range(300):
         boxes = random_gt_boxes(rng, int(rng.integers(1, 6)), min_size=0.05)
-        crop, keep, bound, new_boxes, shape = (t.numpy() for t in _crop_case(tf.constant(boxes), tf.constant([trial, 7])))
+        case = _crop_case(tf.constant(boxes), tf.constant([trial, 7]))
+        crop, keep, bound, new_boxes, shape = (t.numpy() for t in case)
         new_boxes = new_boxes.reshape(-1, 4)
         assert new_boxes.min() >= 0 and new_boxes.max() <= 1
         assert len(new_boxes) == keep.sum() >= 1

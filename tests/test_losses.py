@@ -85,15 +85,15 @@ def test_matches_seed():
     batch, num_classes = 3, 21
     gt_sets = [random_gt_boxes(rng, n) for n in (1, 4, 0)]
     label_sets = [rng.integers(1, num_classes, len(b)) for b in gt_sets]
-    y_true = np.stack([ssd_tf.encode_y_true(b, l).numpy() for b, l in zip(gt_sets, label_sets)])
+    y_true = np.stack([ssd_tf.encode_y_true(b, lab).numpy() for b, lab in zip(gt_sets, label_sets)])
     y_pred = rng.normal(0, 1.5, size=(batch, A, 4 + num_classes)).astype(np.float32)
 
     dboxes = seed.dboxes300_coco()
     encoder = seed.Encoder(dboxes)
     gloc, glabel = [], []
-    for b, l in zip(gt_sets, label_sets):
+    for b, lab in zip(gt_sets, label_sets):
         if len(b):
-            loc_t, lab_t = encoder.encode(torch.tensor(b), torch.tensor(l, dtype=torch.int64))
+            loc_t, lab_t = encoder.encode(torch.tensor(b), torch.tensor(lab, dtype=torch.int64))
         else:  # the seed's encode needs a box; an image without objects is all background
             loc_t, lab_t = dboxes(order="xywh").clone(), torch.zeros(A, dtype=torch.int64)
         gloc.append(loc_t.T)

@@ -30,7 +30,7 @@ def test_num_classes_changes_only_class_outputs():
 
 def test_config_round_trip(ssd21):
     clone = keras.Model.from_config(ssd21.get_config())
-    assert [l.name for l in clone.layers] == [l.name for l in ssd21.layers]
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in ssd21.layers]
     clone.set_weights(ssd21.get_weights())
     x = _images(1, seed=1)
     np.testing.assert_allclose(clone(x, training=False), ssd21(x, training=False), rtol=1e-5, atol=1e-5)

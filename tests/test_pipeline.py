@@ -82,7 +82,8 @@ def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
     for i in range(3):
         Image.fromarray(np.full((20, 30, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
     s = data.DetectionSet(
-        sources=[str(tmp_path / f"{i}.png") for i in range(3)], boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * 3,
+        sources=[str(tmp_path / f"{i}.png") for i in range(3)],
+        boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * 3,
         labels=[np.array([1], np.int32)] * 3, difficult=[np.zeros(1, bool)] * 3, image_ids=[0, 1, 2],
         sizes=[(20, 30)] * 3, class_names=("background", "x"), category_ids=(0, 1))
     (tmp_path / "1.png").write_bytes(b"overwritten after parsing")
@@ -116,7 +117,8 @@ def test_consecutive_and_trailing_unreadable_images_are_all_named(tmp_path, capf
     for i in range(n):
         Image.fromarray(np.full((20, 30, 3), 20 * i, np.uint8)).save(tmp_path / f"{i}.png")
     s = data.DetectionSet(
-        sources=[str(tmp_path / f"{i}.png") for i in range(n)], boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * n,
+        sources=[str(tmp_path / f"{i}.png") for i in range(n)],
+        boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * n,
         labels=[np.array([1], np.int32)] * n, difficult=[np.zeros(1, bool)] * n, image_ids=list(range(n)),
         sizes=[(20, 30)] * n, class_names=("background", "x"), category_ids=(0, 1))
     for i in (2, 3, 6, 7):  # two in a row mid-pass, two at the very end of the pass

@@ -9,7 +9,8 @@ from ssd_tf import data
 
 XML = """<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height></size>
 {objects}</annotation>"""
-OBJ = "<object><name>{cls}</name><difficult>{d}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+OBJ = ("<object><name>{cls}</name><difficult>{d}</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+       "<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
 
 
 def _write_voc(root, items, classes=("cat", "dog")):
@@ -73,7 +74,7 @@ def test_coco_reader_matches_voc_boxes():
     assert coco.category_ids[1:] == tuple(sorted(coco.category_ids[1:]))
     def by_file(s):
         return {
-            src.rsplit("/", 1)[-1]: sorted((s.class_names[l], *np.round(b, 5)) for b, l in zip(bs, ls))
+            src.rsplit("/", 1)[-1]: sorted((s.class_names[lab], *np.round(b, 5)) for b, lab in zip(bs, ls))
             for src, bs, ls in zip(s.sources, s.boxes, s.labels)
         }
     assert by_file(voc) == by_file(coco)

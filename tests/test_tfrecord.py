@@ -117,8 +117,8 @@ def test_coco_records_evaluate_to_the_official_metric(tmp_path):
     (tmp_path / "COCO" / "annotations").mkdir(parents=True)
     path.rename(tmp_path / "COCO" / "annotations" / "instances_val.json")
     images_dir.rename(tmp_path / "COCO" / "val")
-    proc = subprocess.run([sys.executable, "scripts/convert.py", "--dataset", "coco", "--data-dir", str(tmp_path / "COCO"),
-                           "--splits", "val", "--output", str(tmp_path / "records")],
+    proc = subprocess.run([sys.executable, "scripts/convert.py", "--dataset", "coco", "--splits", "val",
+                           "--data-dir", str(tmp_path / "COCO"), "--output", str(tmp_path / "records")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "val: 8 images" in proc.stdout

@@ -115,7 +115,8 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None):
         ds = ds.concatenate(tf.data.Dataset.from_tensors(end))
     ds = ds.scan(tf.fill([_RECENT], ""), lambda r, e: _remember(r, e, from_bytes, name))
     stand_in = lambda e: {**e, "image": tf.zeros([1, 1, 3], tf.uint8)}  # noqa: E731
-    ds = ds.map(lambda e: {**tf.cond(e["end"], lambda: stand_in(e), lambda: decode_fn(e)), "ok": tf.logical_not(e["end"])},
+    decode = lambda e: tf.cond(e["end"], lambda: stand_in(e), lambda: decode_fn(e))  # noqa: E731
+    ds = ds.map(lambda e: {**decode(e), "ok": tf.logical_not(e["end"])},
                 num_parallel_calls=parallel, deterministic=True).ignore_errors()
     ds = ds.scan((tf.constant(-1, tf.int64), tf.constant(0, tf.int64)), _find_gaps)
     if count is not None:
@@ -129,7 +130,8 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None):
 def _drop_difficult_objects(element):
     keep = tf.logical_not(element["difficult"])
     return {**element, "boxes": tf.boolean_mask(element["boxes"], keep),
-            "labels": tf.boolean_mask(element["labels"], keep), "difficult": tf.boolean_mask(element["difficult"], keep)}
+            "labels": tf.boolean_mask(element["labels"], keep),
+            "difficult": tf.boolean_mask(element["difficult"], keep)}
 
 
 def _elements(source, training, shuffle, seed, input_context, parallel, drop_difficult=True):

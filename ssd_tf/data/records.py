@@ -81,7 +81,7 @@ class DetectionSet:
 
     @property
     def num_objects(self):
-        return int(sum(len(l) for l in self.labels))
+        return int(sum(len(labels) for labels in self.labels))
 
     def without_difficult(self):
         """Copy with difficult objects removed (for training)."""
@@ -89,7 +89,7 @@ class DetectionSet:
         return dataclasses.replace(
             self,
             boxes=[b[k] for b, k in zip(self.boxes, keep)],
-            labels=[l[k] for l, k in zip(self.labels, keep)],
+            labels=[labels[k] for labels, k in zip(self.labels, keep)],
             difficult=[d[k] for d, k in zip(self.difficult, keep)],
         )
 
@@ -99,7 +99,7 @@ class DetectionSet:
         for i in range(len(self)):
             if not len(self.labels[i]):
                 self.report.skip("images without objects", f"{self.describe(i)}: no objects")
-        return self.subset([i for i, l in enumerate(self.labels) if len(l)])
+        return self.subset([i for i, labels in enumerate(self.labels) if len(labels)])
 
     def subset(self, indices):
         pick = lambda xs: [xs[i] for i in indices]  # noqa: E731
@@ -115,7 +115,7 @@ class DetectionSet:
     def to_tf(self):
         """tf.data.Dataset of dicts: source (string), boxes [n, 4], labels [n], difficult [n],
         image_id (int64), size (int32 [2] = height, width)."""
-        lengths = [len(l) for l in self.labels]
+        lengths = [len(labels) for labels in self.labels]
 
         def ragged(parts, dtype, width=None):
             values = np.concatenate(parts) if parts else np.zeros((0,) + ((width,) if width else ()))
