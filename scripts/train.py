@@ -20,7 +20,7 @@ from ssd_tf import training  # noqa: E402
 from ssd_tf.callbacks import TrainingDiverged  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, default="synthetic")
     p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: folder with annotations/ and image folders; "
@@ -47,21 +47,35 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=1, help="epochs between validation COCO mAP runs (0: never)")
     p.add_argument("--sync-bn", action="store_true",
                    help="batch norm statistics over all replicas and workers (for small per-replica batches)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+# What --resume may change: where the run is, and how long it goes on.
+RESUME_FLAGS = {"resume", "output", "epochs"}
 
 
 def config_from_args(args):
     if args.resume:
         if not args.output:
             raise SystemExit("--resume needs --output RUN_FOLDER")
+        parser = build_parser()
+        changed = sorted(f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                         if k not in RESUME_FLAGS and v != parser.get_default(k))
+        if changed:
+            raise SystemExit(f"error: --resume continues {args.output} with its saved config.json; it would ignore "
+                             f"{', '.join(changed)}. Only --epochs may change on resume; start a new run "
+                             "(another --output) to change the others.")
         return TrainConfig.resume_from(args.output, args.epochs)
-    weights = args.backbone_weights or ("none" if args.dataset == "synthetic" else "imagenet")
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, train_split=args.train_split, val_split=args.val_split,
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
-        mixed_precision=args.mixed_precision, backbone_weights=weights, strategy=args.strategy, seed=args.seed,
+        mixed_precision=args.mixed_precision, backbone_weights=args.backbone_weights, strategy=args.strategy, seed=args.seed,
         output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,
         eval_every=args.eval_every, sync_bn=args.sync_bn,
     )

@@ -27,7 +27,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     mixed_precision: str | None = None
-    backbone_weights: str | None = None  # "imagenet", None / "none", or a path
+    backbone_weights: str | None = None  # "imagenet", "none" (random init) or a path; None: per data set
     seed: int = 0
     output: str | None = None
     strategy: str = "auto"
@@ -56,8 +56,11 @@ class TrainConfig:
         c.epochs = c.epochs if c.epochs is not None else epochs
         c.lr = c.lr if c.lr is not None else lr
         c.warmup_steps = c.warmup_steps if c.warmup_steps is not None else warmup
-        if c.backbone_weights in ("none", "None", ""):
-            c.backbone_weights = None
+        # Real data starts from ImageNet weights; the built-in set trains from scratch.
+        if c.backbone_weights is None:
+            c.backbone_weights = "none" if c.dataset == "synthetic" else "imagenet"
+        if c.backbone_weights in ("None", ""):
+            c.backbone_weights = "none"
         if c.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {c.strategy!r}")
         if c.mixed_precision not in PRECISIONS:

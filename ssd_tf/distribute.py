@@ -162,7 +162,7 @@ def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, 
         epoch_var.assign(epoch + 1)
         manager.save()
         logs = {"loss": means[0], "loc_loss": means[1], "cls_loss": means[2],
-                "learning_rate": float(optimizer.learning_rate)}
+                "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
         if chief and val_dataset is not None:
             logs.update(validation_losses(model, val_dataset))
         chief_callbacks.on_epoch_end(epoch, logs)

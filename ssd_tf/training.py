@@ -159,23 +159,24 @@ def train(config, callbacks=(), model_fn=None):
         if model_fn is not None:
             model = model_fn(train_set.num_classes)
         else:
-            model = build_ssd300(train_set.num_classes, backbone_weights=config.backbone_weights,
-                                 sync_bn=config.sync_bn)
+            weights = None if config.backbone_weights == "none" else config.backbone_weights
+            model = build_ssd300(train_set.num_classes, backbone_weights=weights, sync_bn=config.sync_bn)
         optimizer = build_optimizer(config, steps_per_epoch)
 
+    with strategy.scope():
+        # Compiled on both paths: the epoch callbacks (TensorBoard's learning rate) read model.optimizer.
+        compile_model(model, optimizer)
     epoch_callbacks = _epoch_callbacks(config, run, train_set, val_set, val_ds) if chief else []
     if multiworker:
         def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
             return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
                                           input_context=input_context).repeat()
-        history = distribute.fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief,
+        history = distribute.fit_multiworker(config, strategy, model, model.optimizer, dataset_fn, run, chief,
                                              steps_per_epoch, epoch_callbacks, val_ds)
     else:
         # One endless dataset, epochs counted in steps (--steps-per-epoch can cap them); each
         # repetition reshuffles and redraws augmentations.
         train_ds = data_lib.train_dataset(usable, config.batch_size, seed=config.seed).repeat()
-        with strategy.scope():
-            compile_model(model, optimizer)
         cbs = [callbacks_lib.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
                callbacks_lib.StopOnNonFiniteLoss(steps_per_epoch), callbacks_lib.LearningRateLogger()]
         fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,

@@ -39,6 +39,8 @@ def test_schedule_warmup_step_and_cosine():
 def test_config_defaults_and_validation():
     c = TrainConfig(dataset="coco", data_dir="x", batch_size=64).resolved()
     assert (c.epochs, c.warmup_steps, c.train_split) == (65, 300, "train2017")
+    # Code and CLI resolve per-data-set defaults in one place: real data starts from ImageNet.
+    assert c.backbone_weights == "imagenet" and TrainConfig().resolved().backbone_weights == "none"
     assert c.scaled_lr == pytest.approx(2.6e-3 * 2)  # NVIDIA: lr scales with batch / 32
     with pytest.raises(ValueError, match="--data-dir"):
         TrainConfig(dataset="voc").resolved()
@@ -123,6 +125,12 @@ def test_resume_continues_from_saved_epoch(tmp_path):
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "already finished 3 epochs" in proc.stdout
+    # Flags the saved config would override are refused, not silently ignored.
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train as train_cli
+    with pytest.raises(SystemExit, match=r"would ignore --batch-size, --lr\. Only --epochs may change"):
+        train_cli.config_from_args(train_cli.parse_args(["--output", str(tmp_path / "run"), "--resume", "--lr", "0.5",
+                                                         "--batch-size", "4"]))
     assert training.completed_epochs(tmp_path / "run") == 3
     longer = training.train(TrainConfig.resume_from(tmp_path / "run", epochs=4))
     assert len(longer["history"]["loss"]) == 1 and training.completed_epochs(tmp_path / "run") == 4
