@@ -75,7 +75,8 @@ def config_from_args(args):
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
-        mixed_precision=args.mixed_precision, backbone_weights=args.backbone_weights, strategy=args.strategy, seed=args.seed,
+        mixed_precision=args.mixed_precision, backbone_weights=args.backbone_weights, strategy=args.strategy,
+        seed=args.seed,
         output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,
         eval_every=args.eval_every, sync_bn=args.sync_bn,
     )
