@@ -15,36 +15,39 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.config import DATASETS, TrainConfig  # noqa: E402
+from ssd_tf.config import DATASETS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig  # noqa: E402
+
+DEFAULTS = TrainConfig()  # the one source of every default; data-set defaults come from resolved()
 from ssd_tf import training  # noqa: E402
 from ssd_tf.callbacks import TrainingDiverged  # noqa: E402
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    p.add_argument("--dataset", choices=DATASETS, default=DEFAULTS.dataset)
     p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: folder with annotations/ and image folders; "
                                       "tfrecord: a folder written by scripts/convert.py")
     p.add_argument("--train-split", help="VOC: ImageSets/Main name (default train); COCO: e.g. train2017")
     p.add_argument("--val-split", help="VOC default val; COCO default val2017; '' for none")
     p.add_argument("--classes", help="comma-separated VOC class names (default: the 20 VOC classes)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, default=8, help="global batch size (all replicas)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="global batch size (all replicas)")
     p.add_argument("--lr", type=float, help="learning rate per 32 images (scaled by batch size / 32)")
     p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--schedule", choices=["step", "cosine"], default="step")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--mixed-precision", choices=["float16", "bfloat16"])
+    p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule)
+    p.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
+    p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
+    p.add_argument("--mixed-precision", choices=[name for name in PRECISIONS if name])
     p.add_argument("--backbone-weights", default=None,
                    help="imagenet | none | PATH to ResNet50 weights (default: none for synthetic, imagenet otherwise)")
-    p.add_argument("--strategy", choices=["auto", "default", "mirrored", "multiworker"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--output", help="run folder (default runs/ssd300-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last epoch")
     p.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
-    p.add_argument("--synthetic-images", type=int, default=64)
-    p.add_argument("--eval-every", type=int, default=1, help="epochs between validation COCO mAP runs (0: never)")
+    p.add_argument("--synthetic-images", type=int, default=DEFAULTS.synthetic_images)
+    p.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
+                   help="epochs between validation COCO mAP runs (0: never)")
     p.add_argument("--sync-bn", action="store_true",
                    help="batch norm statistics over all replicas and workers (for small per-replica batches)")
     return p

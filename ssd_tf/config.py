@@ -7,6 +7,7 @@ import pathlib
 DATASETS = ("synthetic", "voc", "coco", "tfrecord")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = (None, "float16", "bfloat16")
+SCHEDULES = ("step", "cosine")
 
 
 @dataclasses.dataclass
@@ -65,7 +66,7 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {c.strategy!r}")
         if c.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of float16, bfloat16, got {c.mixed_precision!r}")
-        if c.schedule not in ("step", "cosine"):
+        if c.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be 'step' or 'cosine', got {c.schedule!r}")
         for name in ("epochs", "batch_size"):
             if getattr(c, name) < 1:

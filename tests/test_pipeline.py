@@ -147,3 +147,21 @@ def test_decoding_only_the_crop_window_gives_the_same_pixels():
             expected, _, _ = augment.apply_crop(full, tf.constant([[0.4, 0.4, 0.6, 0.6]]), tf.constant([1]), crop, keep)
             assert ours.shape == expected.shape, (name, crop)
             np.testing.assert_array_equal(ours, expected.numpy())
+
+
+def test_input_contexts_split_the_images_between_workers(synthetic):
+    """Two input pipelines read disjoint halves whose union is the whole set, each batching its
+    share of the global batch."""
+    def rows(ds):  # one fingerprint per image: a sparse grid of its pixels
+        return sorted(tuple(np.round(image[::37, ::37].ravel(), 2)) for batch, _ in ds for image in batch.numpy())
+
+    whole = rows(data.train_dataset(synthetic, 4, augment_images=False, shuffle=False))
+    parts = []
+    for index in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index, num_replicas_in_sync=2)
+        ds = data.train_dataset(synthetic, 4, augment_images=False, shuffle=False, input_context=ctx)
+        assert all(int(images.shape[0]) <= 2 for images, _ in ds)  # per-replica batch: 4 / 2
+        parts.append(rows(ds))
+    assert len(parts[0]) == len(parts[1]) == len(whole) // 2
+    assert not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == whole
