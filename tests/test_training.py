@@ -228,6 +228,25 @@ def _free_ports(n):
     return ports
 
 
+def _run_cluster(code, cluster, tasks, tmp_path, timeout=400):
+    """Run ``code`` once per (task type, index, output file) with TF_CONFIG for ``cluster``;
+    argv: the run folder, the output file. Returns [(stdout, stderr)], after asserting exit 0."""
+    procs = []
+    for task, index, out in tasks:
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task, "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), str(tmp_path / "run"), str(tmp_path / out)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+    return outs
+
+
 def _frozen_bn_model(num_classes=4):
     # Batch statistics differ per replica by design (no sync BN): freeze BN to compare runs.
     keras.utils.set_random_seed(0)
@@ -270,19 +289,7 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
         np.savez(sys.argv[2], *model.get_weights())
         print("RESULT", name, chief, strategy.num_replicas_in_sync, history["loss"])
     """
-    procs = []
-    for task, out in (("chief", "c.npz"), ("worker", "w.npz")):
-        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task, "index": 0}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(worker), str(tmp_path / "run"), str(tmp_path / out)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (stdout, stderr) in zip(procs, outs):
-        assert p.returncode == 0, stderr[-3000:]
+    outs = _run_cluster(worker, cluster, [("chief", 0, "c.npz"), ("worker", 0, "w.npz")], tmp_path)
     assert "RESULT multiworker True 2" in outs[0][0] and "RESULT multiworker False 2" in outs[1][0]
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))  # the chief saved
 
@@ -387,19 +394,8 @@ def test_multiworker_two_processes_end_with_identical_weights_and_a_complete_run
         np.savez(sys.argv[2], *result["model"].get_weights())
         print("RESULT", result["summary"]["strategy"], result["summary"]["replicas"], result["history"]["loss"])
     """
-    procs = []
-    for index in range(2):
-        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(worker), str(tmp_path / "run"), str(tmp_path / f"w{index}.npz")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outs = [p.communicate(timeout=400) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (stdout, stderr) in zip(procs, outs):
-        assert p.returncode == 0, stderr[-3000:]
+    outs = _run_cluster(worker, cluster, [("worker", 0, "w0.npz"), ("worker", 1, "w1.npz")], tmp_path)
+    for stdout, _ in outs:
         assert "RESULT multiworker 2" in stdout
     assert "loss:" in outs[0][0] and "2/2" in outs[0][0]  # the chief's progress bar
     w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
