@@ -42,7 +42,8 @@ def classes_beside(path):
     return read_classes(path if path.is_dir() else path.parent)
 
 
-def _first_line(err):
+def first_line(err):
+    """The first line of an exception's message (its type name when empty), for errors that name a file."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:500]
 
 
@@ -57,7 +58,7 @@ def restore_checkpoint(prefix, model=None, checkpoint=None):
         status = checkpoint.restore(prefix)
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as err:
-        raise ValueError(f"{prefix}: checkpoint does not fit the model: {_first_line(err)}") from None
+        raise ValueError(f"{prefix}: checkpoint does not fit the model: {first_line(err)}") from None
     status.expect_partial()  # values the model does not hold (e.g. another optimizer's) are fine
     return checkpoint
 
@@ -74,7 +75,7 @@ def _load(path, what, fn):
     try:
         return fn()
     except (ValueError, OSError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: {what}: {_first_line(err)}") from None
+        raise ValueError(f"{path}: {what}: {first_line(err)}") from None
 
 
 def load_weights_file(model, path):

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import data as data_lib
-from ssd_tf import postprocess, visualize
+from ssd_tf import artifacts, postprocess, visualize
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,8 +58,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             super().on_train_begin(logs)
         except (ValueError, OSError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise ValueError(f"{self._weights_path}: resume state does not fit the model: {first}") from None
+            raise ValueError(f"{self._weights_path}: resume state does not fit the model: "
+                             f"{artifacts.first_line(err)}") from None
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -91,12 +91,6 @@ def apply_crop(image, boxes, labels, crop, keep):
     return image[y0:y1, x0:x1], boxes, labels
 
 
-def random_crop(image, boxes, labels, seed):
-    """SSD random crop of ``image`` with its ``boxes`` [N, 4] and ``labels`` [N]."""
-    crop, keep, _ = choose_crop(boxes, seed)
-    return apply_crop(image, boxes, labels, crop, keep)
-
-
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L") and torchvision
 
 
@@ -159,9 +153,14 @@ def flip_boxes(boxes):
     return tf.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], axis=-1)
 
 
+def draw_flip(seed, probability=0.5):
+    """Whether to flip, drawn from ``seed``: bool scalar, True with ``probability``."""
+    return tf.random.stateless_uniform([], seed) < probability
+
+
 def random_flip(image, boxes, seed, probability=0.5):
     """Horizontal flip of image and boxes with ``probability``."""
-    do = tf.random.stateless_uniform([], seed) < probability
+    do = draw_flip(seed, probability)
     image = tf.cond(do, lambda: tf.reverse(image, axis=[1]), lambda: image)
     boxes = tf.cond(do, lambda: flip_boxes(boxes), lambda: boxes)
     return image, boxes

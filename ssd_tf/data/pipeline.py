@@ -251,7 +251,7 @@ def train_transform(element, image_size=anchors_lib.SSD300.image_size, augment_i
     image = resize_image(image, image_size)
     if augment_images:
         _, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(element["seed"], 3))
-        flip = tf.random.stateless_uniform([], s_flip) < 0.5  # as augment.random_flip draws it
+        flip = augment.draw_flip(s_flip)
         image = _augment_pixels(image, *augment.jitter_params(s_jitter), flip)
         boxes = tf.cond(flip, lambda: augment.flip_boxes(boxes), lambda: boxes)
     image = tf.ensure_shape(image, [image_size, image_size, 3])
