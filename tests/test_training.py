@@ -362,6 +362,41 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
     assert step_unsynced > 0.5, step_unsynced
 
 
+def test_sync_bn_gradients_over_two_replicas_equal_one_device_on_a_small_network():
+    """Synchronised BN backpropagates through the cross-replica statistics: on a network small
+    enough for float32 rounding not to matter, two replicas' update equals the full batch's."""
+    out = _run_script("""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras, numpy as np
+        rng = np.random.default_rng(0)
+        x = (rng.normal(size=(8, 6, 6, 3)) * 3 + 1).astype("float32")
+        y = rng.normal(size=(8, 6, 6, 4)).astype("float32")
+
+        def run(strategy, sync):
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                inputs = keras.Input((6, 6, 3))
+                h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+                h = keras.layers.BatchNormalization(synchronized=sync)(h)
+                model = keras.Model(inputs, keras.layers.Conv2D(4, 1)(h))
+                model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+            before = np.concatenate([w.ravel() for w in model.get_weights()])
+            model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
+            return np.concatenate([w.ravel() for w in model.get_weights()]) - before
+
+        one = run(tf.distribute.get_strategy(), False)
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        rel = lambda u: float(np.linalg.norm(u - one) / np.linalg.norm(one))
+        print("RESULT", rel(run(mirrored, True)), rel(run(mirrored, False)))
+    """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    synced, unsynced = map(float, out.stdout.split("RESULT")[1].split())
+    assert synced < 1e-5, synced
+    assert unsynced > 1e-2, unsynced
+
+
 @pytest.mark.slow
 def test_mirrored_two_replicas_equals_one_device():
     out = _run_script("""
