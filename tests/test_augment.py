@@ -1,6 +1,7 @@
 """Property tests of the graph-mode augmentations over many seeds."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import random_gt_boxes
@@ -32,6 +33,7 @@ def test_crop_properties_over_many_seeds():
         cropped += 1
         w, h = crop[2] - crop[0], crop[3] - crop[1]
         assert 0.3 <= w <= 1 and 0.3 <= h <= 1 and 0.5 <= w / h <= 2
+        assert bound in SEED_MIN_IOUS, bound
         ious = box_ops.pairwise_iou(tf.constant(boxes), tf.constant(crop[None])).numpy()[:, 0]
         assert np.all(ious > bound), (ious, bound)
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -42,6 +44,34 @@ def test_crop_properties_over_many_seeds():
         np.testing.assert_allclose(back, np.clip(boxes[keep], np.tile(crop[:2], 2), np.tile(crop[2:], 2)), atol=1e-5)
         assert abs(shape[1] - w * 300) <= 1.5 and abs(shape[0] - h * 200) <= 1.5
     assert 150 < cropped < 300  # "no crop" is one of seven options
+
+
+# The seed's SSDCropping.sample_options, as minimum IoUs: None = keep the whole image; the
+# (None, None) option ("any crop") has no minimum. Each is drawn with probability 1/7.
+SEED_MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9, float("-inf"))
+
+
+@tf.function
+def _many_crops(boxes, seeds):
+    return tf.map_fn(lambda s: augment.choose_crop(boxes, s)[::2], seeds, fn_output_signature=(tf.float32,) * 2)
+
+
+def test_every_seed_option_is_drawn_and_none_other():
+    # One box filling the image: a window's IoU with it is its area, so every option can succeed.
+    seeds = tf.stack([tf.range(3000), tf.fill([3000], 5)], axis=1)
+    crops, bounds = (t.numpy() for t in _many_crops(tf.constant([[0.0, 0.0, 1.0, 1.0]]), seeds))
+    whole = np.all(crops == [0, 0, 1, 1], axis=1)
+    np.testing.assert_allclose(bounds[whole], float("-inf"))
+    counts = {bound: int(np.isclose(bounds[~whole], bound).sum() if np.isfinite(bound)
+                         else np.isneginf(bounds[~whole]).sum()) for bound in SEED_MIN_IOUS}
+    assert sum(counts.values()) == (~whole).sum()  # no bound outside the seed's table
+    assert all(count > 0 for count in counts.values()), counts
+    areas = (crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1])
+    assert np.all(areas[~whole] > bounds[~whole])  # IoU with the full-image box
+    # "Whole image", "any crop" and "IoU > 0.1" (every window has area > 0.09, nearly all > 0.1)
+    # succeed at once, so each ends about 1/6 of the searches (rare failures are redrawn).
+    for count in (whole.sum(), counts[float("-inf")], counts[0.1]):
+        assert abs(count - 3000 / 5.4) < 90, (whole.sum(), counts)
 
 
 def test_no_boxes_means_no_crop():
@@ -74,3 +104,89 @@ def test_color_jitter_bounds_and_determinism():
     np.testing.assert_array_equal(augment.color_jitter(image, tf.constant([0, 3])).numpy(), outs[0])
     # Small amounts: the seed's jitter keeps the image recognisable.
     assert max(np.abs(o - image.numpy()).mean() for o in outs) < 60
+
+
+# ---------------------------------------------------------------- colour jitter against the seed
+
+def _photo():
+    """A 64x96 uint8 RGB crop of a real photo (varied, saturated colours), as PIL and numpy."""
+    from PIL import Image
+
+    from conftest import shared_data
+
+    path = shared_data("voc2012_sample", "VOC2012", "JPEGImages")
+    image = Image.open(sorted(path.glob("*.jpg"))[0]).convert("RGB").resize((96, 64), Image.BILINEAR)
+    return image, np.asarray(image).astype(np.float32)
+
+
+ADJUSTMENTS = [  # (ours, the seed's PIL name, factor, max abs difference in 0..255 levels)
+    (augment.adjust_brightness, "adjust_brightness", 0.875, 1.0),
+    (augment.adjust_brightness, "adjust_brightness", 1.125, 1.0),
+    (augment.adjust_contrast, "adjust_contrast", 0.5, 1.5),
+    (augment.adjust_contrast, "adjust_contrast", 1.5, 1.5),
+    (augment.adjust_saturation, "adjust_saturation", 0.5, 1.5),
+    (augment.adjust_saturation, "adjust_saturation", 1.5, 1.5),
+]
+
+
+def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
+    seed = pytest.importorskip("ssd_tf.seed_reference")
+    pil, pixels = _photo()
+    for ours, name, factor, tolerance in ADJUSTMENTS:
+        expected = np.asarray(getattr(seed, name)(pil, factor)).astype(np.float32)
+        got = ours(tf.constant(pixels), factor).numpy()
+        # PIL works in uint8 (rounded grey levels, truncated blends): within a level or so.
+        assert np.abs(got - expected).max() <= tolerance + 1e-3, (name, factor, np.abs(got - expected).max())
+        assert np.abs(got - pixels).mean() > 3 * tolerance  # the factor visibly changed the image
+
+
+def test_hue_shift_equals_the_seeds_pil_hsv_shift():
+    seed = pytest.importorskip("ssd_tf.seed_reference")
+    pil, pixels = _photo()
+    for delta in (-0.05, 0.05):
+        expected = np.asarray(seed.adjust_hue(pil, delta)).astype(np.float32)
+        got = augment.adjust_hue(tf.constant(pixels), delta).numpy()
+        diff = np.abs(got - expected)
+        # PIL quantises hue to 1/256 of a turn (the shift to int(delta * 255)) and its HSV to uint8.
+        assert diff.mean() < 1.0 and np.percentile(diff, 99) < 6, (delta, diff.mean(), np.percentile(diff, 99))
+        assert np.abs(got - pixels).mean() > 3 * diff.mean()
+
+
+def test_jitter_composes_the_four_adjustments_as_the_seed_does():
+    seed = pytest.importorskip("ssd_tf.seed_reference")
+    pil, pixels = _photo()
+    factors = {"adjust_brightness": 1.1, "adjust_contrast": 0.6, "adjust_saturation": 1.45, "adjust_hue": 0.04}
+    identity = {"adjust_brightness": 1.0, "adjust_contrast": 1.0, "adjust_saturation": 1.0, "adjust_hue": 0.0}
+    names = list(factors)  # order indices: 0 brightness, 1 contrast, 2 saturation, 3 hue
+    # Each factor drives its own adjustment: one at a time, in a shuffled order.
+    for name in names:
+        alone = {**identity, name: factors[name]}
+        got = augment.apply_jitter(tf.constant(pixels), *alone.values(), tf.constant([3, 1, 0, 2])).numpy()
+        diff = np.abs(got - np.asarray(getattr(seed, name)(pil, factors[name])).astype(np.float32))
+        assert np.percentile(diff, 99) < 6 and diff.mean() < 1.0, (name, diff.mean())
+    # All four: the seed rounds to uint8 after each step, so differences add up to a level or two.
+    # (The order matters only through clipping: these adjustments nearly commute.)
+    for order in ([2, 0, 3, 1], [1, 3, 0, 2]):
+        expected = pil
+        for i in order:
+            expected = getattr(seed, names[i])(expected, factors[names[i]])
+        got = augment.apply_jitter(tf.constant(pixels), *factors.values(), tf.constant(order)).numpy()
+        diff = np.abs(got - np.asarray(expected).astype(np.float32))
+        assert diff.mean() < 2.0 and np.percentile(diff, 99) < 6, (order, diff.mean(), np.percentile(diff, 99))
+        assert np.abs(got - pixels).mean() > 4 * diff.mean()
+
+
+def test_drawn_jitter_factors_span_the_seeds_ranges_and_every_order():
+    @tf.function
+    def draw(seeds):
+        return tf.map_fn(lambda s: augment.jitter_params(s), seeds,
+                         fn_output_signature=(tf.float32,) * 4 + (tf.int32,))
+
+    seeds = tf.stack([tf.range(2000), tf.fill([2000], 11)], axis=1)
+    *factors, orders = (t.numpy() for t in draw(seeds))
+    # torchvision ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05).
+    for values, (low, high) in zip(factors, [(0.875, 1.125), (0.5, 1.5), (0.5, 1.5), (-0.05, 0.05)]):
+        assert low <= values.min() < low + 0.02 * (high - low), (low, values.min())
+        assert high - 0.02 * (high - low) < values.max() <= high, (high, values.max())
+        assert abs(np.median(values) - (low + high) / 2) < 0.05 * (high - low)  # uniform
+    assert len({tuple(o) for o in orders}) == 24 and all(sorted(o) == [0, 1, 2, 3] for o in orders)
