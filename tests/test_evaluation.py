@@ -16,8 +16,9 @@ def test_known_coco_stats():
     report = evaluation.coco_evaluate(case / "instances_val2014_subset.json", case / "bbox_results.json",
                                       verbose=False)
     np.testing.assert_allclose(list(report["stats"].values()), KNOWN, atol=1e-6)
-    ap50 = [v for v in report["per_class_ap50"].values() if not np.isnan(v)]
-    assert len(report["per_class_ap50"]) == 80 and 0 < np.mean(ap50) <= 1
+    # AP50 is the mean of the per-class AP50s over the classes with ground truth.
+    ap50 = [v for v in report["per_class_ap50"].values() if v >= 0]
+    assert len(report["per_class_ap50"]) == 80 and np.mean(ap50) == pytest.approx(KNOWN[1], abs=1e-6)
 
 
 def test_voc_conversion_equals_coco_instances():
@@ -54,17 +55,54 @@ def test_ground_truth_as_detections_scores_perfect():
     assert again["stats"]["AP"] == pytest.approx(1.0)
 
 
-def test_evaluate_model_and_callback_on_real_images():
+def _one_box_model(slot, num_classes=2):
+    """A Keras model that, whatever the image, is sure of class 1 at default box ``slot`` (zero
+    offsets) and of background everywhere else: one known detection per image."""
+    import keras
+    import tensorflow as tf
+
+    logits = np.zeros((8732, num_classes), np.float32)
+    logits[:, 0] = 10.0
+    logits[slot] = [0.0, 10.0]
+    outputs = np.concatenate([np.zeros((8732, 4), np.float32), logits], axis=1)
+    inputs = keras.Input((300, 300, 3))
+    constant = keras.layers.Lambda(lambda x: tf.zeros_like(x[:, :1, 0, 0])[:, :, None] + outputs)(inputs)
+    return keras.Model(inputs, constant)
+
+
+def test_evaluate_model_scores_known_detections_as_pycocotools_does():
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from ssd_tf import anchors, boxes
+
     s = data.read_voc(shared_data("raccoon", "VOC2007"), "val", class_names=("raccoon",)).subset(range(6))
-    model = ssd_tf.build_ssd300(num_classes=2)
-    report = evaluation.evaluate_model(model, s, batch_size=3)
-    assert set(report["stats"]) == set(evaluation.STAT_NAMES) and report["num_detections"] > 0
-    assert all(-1 <= v <= 1 for v in report["stats"].values())
+    slot = 8728  # the largest square default box, centred: [0.06, 0.06, 0.94, 0.94]
+    model = _one_box_model(slot)
+    report = evaluation.evaluate_model(model, s, batch_size=4)  # batches of 4 and 2
+    # The answer, by hand: that box in each image's pixels, score softmax([0, 10])[1].
+    box = boxes.cxcywh_to_xyxy(anchors.default_boxes(anchors.SSD300)[slot]).numpy()
+    score = 1 / (1 + np.exp(-10.0))
+    expected = [{"image_id": int(image_id), "category_id": int(s.category_ids[1]), "score": score,
+                 "bbox": [box[0] * w, box[1] * h, (box[2] - box[0]) * w, (box[3] - box[1]) * h]}
+                for image_id, (h, w) in zip(s.image_ids, s.sizes)]
+    gt = COCO()
+    gt.dataset = evaluation.coco_ground_truth(s)
+    gt.createIndex()
+    official = COCOeval(gt, gt.loadRes(expected), iouType="bbox")
+    official.evaluate()
+    official.accumulate()
+    official.summarize()
+    assert report["num_detections"] == 6
+    np.testing.assert_allclose(list(report["stats"].values()), official.stats, atol=1e-6)
+    assert 0.1 < report["stats"]["AP50"] < 0.9  # some raccoons fill that box, some don't: not a trivial 0 or 1
+    # The epoch callback writes the same numbers into the logs.
     logs = {}
     callback = evaluation.COCOEvaluation(s, every=1, batch_size=3)
     callback.set_model(model)
     callback.on_epoch_end(0, logs)
-    assert logs["val_mAP"] == pytest.approx(report["stats"]["AP"])
+    assert logs["val_mAP"] == pytest.approx(report["stats"]["AP"]) and logs["val_AP50"] == pytest.approx(
+        report["stats"]["AP50"])
 
 
 def _coco_case(folder, rng):
