@@ -28,12 +28,14 @@ class CaffePreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=bgr.dtype)
 
 
-def batch_norm(name, synchronized=False, epsilon=_BN_EPS, momentum=_BN_MOMENTUM):
-    """BatchNormalization with PyTorch's momentum; ``synchronized``: statistics over all replicas."""
-    return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, synchronized=synchronized, name=name)
+def batch_norm(name, synchronized=False, epsilon=_BN_EPS, momentum=_BN_MOMENTUM, zero_gamma=False):
+    """BatchNormalization with PyTorch's momentum; ``synchronized``: statistics over all replicas;
+    ``zero_gamma``: scale initialised to 0 instead of 1."""
+    return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, synchronized=synchronized, name=name,
+                                     gamma_initializer="zeros" if zero_gamma else "ones")
 
 
-def _bottleneck(x, filters, stride, conv_shortcut, name, synchronized=False):
+def _bottleneck(x, filters, stride, conv_shortcut, name, synchronized=False, zero_init_residual=False):
     if conv_shortcut:
         shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
         shortcut = batch_norm(name + "_0_bn", synchronized)(shortcut)
@@ -46,31 +48,33 @@ def _bottleneck(x, filters, stride, conv_shortcut, name, synchronized=False):
     x = batch_norm(name + "_2_bn", synchronized)(x)
     x = layers.Activation("relu", name=name + "_2_relu")(x)
     x = layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
-    x = batch_norm(name + "_3_bn", synchronized)(x)
+    x = batch_norm(name + "_3_bn", synchronized, zero_gamma=zero_init_residual)(x)
     x = layers.Add(name=name + "_add")([shortcut, x])
     return layers.Activation("relu", name=name + "_out")(x)
 
 
-def _stage(x, filters, blocks, stride, name, synchronized=False):
-    x = _bottleneck(x, filters, stride, True, name + "_block1", synchronized)
+def _stage(x, filters, blocks, stride, name, synchronized=False, zero_init_residual=False):
+    x = _bottleneck(x, filters, stride, True, name + "_block1", synchronized, zero_init_residual)
     for i in range(2, blocks + 1):
-        x = _bottleneck(x, filters, 1, False, f"{name}_block{i}", synchronized)
+        x = _bottleneck(x, filters, 1, False, f"{name}_block{i}", synchronized, zero_init_residual)
     return x
 
 
-def resnet50_conv4(x, synchronized=False):
+def resnet50_conv4(x, synchronized=False, zero_init_residual=False):
     """Caffe-preprocessed images [B, H, W, 3] -> conv4 features [B, H/8, W/8, 1024] (38x38 at 300).
-    ``synchronized``: batch norm over all replicas' batches."""
+    ``synchronized``: batch norm over all replicas' batches. ``zero_init_residual``: each residual
+    branch's last batch norm starts with scale 0, so every block starts as its shortcut (Goyal et
+    al. 2017; torchvision's ``zero_init_residual``): a from-scratch network trains much faster."""
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
     x = batch_norm("conv1_bn", synchronized)(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    x = _stage(x, 64, 3, 1, "conv2", synchronized)
-    x = _stage(x, 128, 4, 2, "conv3", synchronized)
+    x = _stage(x, 64, 3, 1, "conv2", synchronized, zero_init_residual)
+    x = _stage(x, 128, 4, 2, "conv3", synchronized, zero_init_residual)
     # SSD300 keeps conv4 at stride 1 (NVIDIA SSD300 v1.1) for a 38x38 first detection map.
-    return _stage(x, 256, 6, 1, "conv4", synchronized)
+    return _stage(x, 256, 6, 1, "conv4", synchronized, zero_init_residual)
 
 
 def load_resnet50_weights(model, weights):

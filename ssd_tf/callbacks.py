@@ -1,6 +1,7 @@
 """Training callbacks: resume state, a stop on a non-finite loss, learning rate in the logs, drawn
 detections in TensorBoard."""
 
+import logging
 import math
 
 import keras
@@ -100,3 +101,72 @@ def sample_images(detection_set, count):
     for images, _ in data_lib.eval_dataset(detection_set, count).take(1):
         return images.numpy()
     return None
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Before each validation, and at the end of each epoch without one, set every batch norm's
+    moving mean and variance to their average over ``batches`` batches of ``dataset`` ((images,
+    y_true), unaugmented training images): "precise BN" (Wu and Johnson, 2021).
+
+    Early in training, from random weights, the moving averages lag far behind weights that change
+    fast, so inference-mode outputs (validation, the saved model) explode while the training loss
+    falls. The forward passes run in training mode without a weight update; cost: ``batches``
+    forward passes per epoch. Single replica only (``training.train`` adds it then).
+    """
+
+    def __init__(self, dataset, batches=4):
+        super().__init__()
+        self.dataset = dataset
+        self.batches = batches
+        self._forward = None
+        self._done_epoch = None
+        self._epoch = None
+
+    def _layers(self):
+        return [layer for layer in self.model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)
+                and layer.trainable]
+
+    def recalibrate(self):
+        layers = self._layers()
+        if not layers or self.batches <= 0:
+            return
+        momenta = [layer.momentum for layer in layers]
+        before = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+        try:
+            for layer in layers:  # each forward pass leaves exactly its batch's statistics
+                layer.momentum = 0.0
+            if self._forward is None:  # traced once, with momentum 0
+                self._forward = tf.function(lambda images: self.model(images, training=True))
+            sums, count = None, 0
+            for images, _ in self.dataset.take(self.batches):
+                self._forward(images)
+                stats = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+                sums = stats if sums is None else [(m + a, v + b) for (m, v), (a, b) in zip(sums, stats)]
+                count += 1
+        finally:
+            for layer, momentum in zip(layers, momenta):
+                layer.momentum = momentum
+        new = before if not count else [(m / count, v / count) for m, v in sums]
+        if not all(np.all(np.isfinite(m)) and np.all(np.isfinite(v)) for m, v in new):
+            # Diverged weights: keep the moving statistics as they were; the loss check stops the run.
+            logging.getLogger("ssd_tf.callbacks").warning("precise BN: non-finite statistics, left unchanged")
+            new = before
+        for layer, (mean, variance) in zip(layers, new):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_test_begin(self, logs=None):
+        if self._epoch is not None and self._done_epoch != self._epoch:  # validation inside fit
+            self.recalibrate()
+            self._done_epoch = self._epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._done_epoch != epoch:
+            self.recalibrate()
+            self._done_epoch = epoch
+
+    def on_train_end(self, logs=None):
+        self._epoch = None

@@ -169,7 +169,9 @@ def format_report(report):
 
 class COCOEvaluation(keras.callbacks.Callback):
     """Keras callback: COCO mAP on a DetectionSet every ``every`` epochs, into the logs as
-    ``val_mAP`` and ``val_AP50`` (so TensorBoard, CSVLogger and progress bars show them)."""
+    ``val_mAP`` and ``val_AP50`` (so TensorBoard, CSVLogger and progress bars show them). Epochs
+    in between log NaN: CSVLogger fixes its columns at the first epoch, so a missing key there
+    would drop the metric from history.csv for the whole run."""
 
     def __init__(self, detection_set, every=1, batch_size=8):
         super().__init__()
@@ -182,7 +184,11 @@ class COCOEvaluation(keras.callbacks.Callback):
         self._detector = make_detector(self.model)  # traced once per run, not once per epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every <= 0 or (epoch + 1) % self.every:
+        if self.every <= 0:
+            return
+        if (epoch + 1) % self.every:
+            if logs is not None:
+                logs["val_mAP"] = logs["val_AP50"] = float("nan")
             return
         if self._detector is None:  # used outside model.fit
             self._detector = make_detector(self.model)

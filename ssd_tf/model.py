@@ -38,7 +38,7 @@ def _head(feature, boxes_per_cell, values_per_box, name):
     return layers.Reshape((boxes_per_cell * size * size, values_per_box), name=name + "_flat")(x)
 
 
-def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=False):
+def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=False, zero_init_residual=False):
     """Build SSD300-ResNet50.
 
     Args:
@@ -47,6 +47,8 @@ def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=F
         downloaded or from Keras' cache) or the path of a ResNet50 weights file.
       sync_bn: batch norm statistics over all replicas of a tf.distribute strategy (Keras
         ``BatchNormalization(synchronized=True)``), for small per-replica batches.
+      zero_init_residual: start each ResNet residual branch's last batch-norm scale at 0, for
+        training from random weights (pretrained weights overwrite it).
     Returns:
       A functional ``keras.Model``. Input: float32 RGB images [B, 300, 300, 3], 0..255
       (normalisation happens inside). Output: float32 [B, 8732, 4 + num_classes]: per default
@@ -62,7 +64,7 @@ def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=F
     size = spec.image_size
     images = keras.Input((size, size, 3), dtype="float32", name="images")
     x = backbone_lib.CaffePreprocess(name="preprocess")(images)
-    x = backbone_lib.resnet50_conv4(x, sync_bn)
+    x = backbone_lib.resnet50_conv4(x, sync_bn, zero_init_residual)
     features = [x]
     for k, (middle, out, stride, padding) in enumerate(EXTRA_BLOCKS, start=1):
         x = _extra_block(x, middle, out, stride, padding, f"extra{k}", sync_bn)

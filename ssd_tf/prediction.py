@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ssd_tf import visualize
+from ssd_tf import postprocess, visualize
+from ssd_tf.data import pipeline
 from ssd_tf.data.records import SkipReport, check_image
 
 log = logging.getLogger("ssd_tf.prediction")
@@ -70,3 +71,30 @@ def predict_files(predictor, inputs, output_dir, min_score=0.3):
                "skipped": report.messages, "box_format": "[xmin, ymin, xmax, ymax] in image pixels"}
     (output_dir / "detections.json").write_text(json.dumps(payload, indent=2) + "\n")
     return payload
+
+
+def draw_set_predictions(model, detection_set, output_dir, count=4, min_score=0.3):
+    """Draw ``model``'s detections (score >= ``min_score``) on the first ``count`` images of a
+    DetectionSet or TFRecordSet, at their own size, into ``output_dir`` as JPEGs named after the
+    image files (or ``image-<id>.jpg``). Returns the paths.
+
+    The in-memory counterpart of ``predict_files``: a training run shows what its model finds."""
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = {int(i): pathlib.Path(src).stem for i, src in zip(getattr(detection_set, "image_ids", []),
+                                                              getattr(detection_set, "sources", []))
+             if isinstance(src, str)}
+    paths = []
+    for image, info in pipeline.eval_dataset(detection_set, 1, resize=False).take(count):
+        image = image[0]
+        dets = postprocess.decode_detections(model(pipeline.resize_image(image)[None], training=False))
+        height, width = (int(v) for v in image.shape[:2])
+        keep = dets["scores"][0].numpy() >= min_score
+        boxes = dets["boxes"][0].numpy()[keep] * np.array([width, height, width, height], np.float32)
+        drawn = visualize.draw_detections(image.numpy(), boxes, dets["classes"][0].numpy()[keep],
+                                          dets["scores"][0].numpy()[keep], detection_set.class_names)
+        image_id = int(info["image_id"][0].numpy())
+        path = output_dir / f"{files.get(image_id, f'image-{image_id}')}.jpg"
+        Image.fromarray(drawn).save(path, quality=92)
+        paths.append(path)
+    return paths

@@ -4,7 +4,8 @@ One device and MirroredStrategy use Keras ``model.fit``; MultiWorkerMirroredStra
 custom loop in ``ssd_tf.distribute``.
 
 A run folder holds: config.json (resolved config), checkpoints/ (resume state: weights,
-optimizer, epoch), logs/ (TensorBoard), history.csv, skipped.txt, final.keras, summary.json.
+optimizer, epoch), logs/ (TensorBoard), history.csv, skipped.txt, final.keras, summary.json,
+predictions/ (validation images with the final model's detections drawn).
 """
 
 import json
@@ -19,7 +20,7 @@ import tensorflow as tf
 from ssd_tf import artifacts
 from ssd_tf import callbacks as callbacks_lib
 from ssd_tf import data as data_lib
-from ssd_tf import distribute, evaluation, losses
+from ssd_tf import distribute, evaluation, losses, prediction
 from ssd_tf.config import TrainConfig
 from ssd_tf.model import build_ssd300
 from ssd_tf.optimizers import TorchSGD
@@ -160,7 +161,9 @@ def train(config, callbacks=(), model_fn=None):
             model = model_fn(train_set.num_classes)
         else:
             weights = None if config.backbone_weights == "none" else config.backbone_weights
-            model = build_ssd300(train_set.num_classes, backbone_weights=weights, sync_bn=config.sync_bn)
+            # From random weights, residual blocks start as identities (zero-init residual BN scale).
+            model = build_ssd300(train_set.num_classes, backbone_weights=weights, sync_bn=config.sync_bn,
+                                 zero_init_residual=weights is None)
         optimizer = build_optimizer(config, steps_per_epoch)
 
     with strategy.scope():
@@ -179,6 +182,10 @@ def train(config, callbacks=(), model_fn=None):
         train_ds = data_lib.train_dataset(usable, config.batch_size, seed=config.seed).repeat()
         cbs = [callbacks_lib.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
                callbacks_lib.StopOnNonFiniteLoss(steps_per_epoch), callbacks_lib.LearningRateLogger()]
+        if config.precise_bn > 0 and strategy.num_replicas_in_sync == 1:
+            # First: validation, checkpoints and the saved model all see the recalibrated statistics.
+            bn_images = data_lib.train_dataset(usable, config.batch_size, seed=config.seed, augment_images=False)
+            cbs.insert(0, callbacks_lib.PreciseBatchNorm(bn_images, config.precise_bn))
         fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                         steps_per_epoch=steps_per_epoch, shuffle=False,
                         callbacks=cbs + epoch_callbacks + list(callbacks),
@@ -191,11 +198,25 @@ def train(config, callbacks=(), model_fn=None):
         "wall_s": round(time.time() - start, 1), "skipped": report,
     }
     if chief:
+        if val_set is not None and len(val_set):
+            summary.update(_final_validation(config, model, val_set, history, run))
         model.save(run / "final.keras")
         (run / "skipped.txt").write_text(
             "\n".join(report + train_set.report.messages + (val_set.report.messages if val_set else [])) + "\n")
         (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {"run_dir": run, "model": model, "history": history, "summary": summary}
+
+
+def _final_validation(config, model, val_set, history, run):
+    """The final model's validation mAP and AP50 (the last epoch's, or evaluated now) and a few
+    validation images with its detections drawn, in ``run/predictions/``."""
+    if config.eval_every > 0 and config.epochs % config.eval_every == 0 and history.get("val_AP50"):
+        stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}
+    else:
+        stats = evaluation.evaluate_model(model, val_set, config.batch_size)["stats"]
+    drawn = prediction.draw_set_predictions(model, val_set, run / "predictions", count=max(config.val_images, 1))
+    return {"val_mAP": round(float(stats["AP"]), 4), "val_AP50": round(float(stats["AP50"]), 4),
+            "predictions": str(run / "predictions"), "predictions_drawn": len(drawn)}
 
 
 __all__ = ["TrainConfig", "build_optimizer", "compile_model", "load_datasets", "train"]

@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 
-import ssd_tf
 from conftest import shared_data
 from ssd_tf import data, evaluation
 
@@ -63,7 +62,8 @@ def _one_box_model(slot, num_classes=2):
 
     logits = np.zeros((8732, num_classes), np.float32)
     logits[:, 0] = 10.0
-    logits[slot] = [0.0, 10.0]
+    logits[slot] = 0.0
+    logits[slot, 1] = 10.0
     outputs = np.concatenate([np.zeros((8732, 4), np.float32), logits], axis=1)
     inputs = keras.Input((300, 300, 3))
     constant = keras.layers.Lambda(lambda x: tf.zeros_like(x[:, :1, 0, 0])[:, :, None] + outputs)(inputs)
@@ -103,6 +103,14 @@ def test_evaluate_model_scores_known_detections_as_pycocotools_does():
     callback.on_epoch_end(0, logs)
     assert logs["val_mAP"] == pytest.approx(report["stats"]["AP"]) and logs["val_AP50"] == pytest.approx(
         report["stats"]["AP50"])
+    # Every 2 epochs: the first epoch logs NaN (so history.csv has the columns from the start).
+    every_other = evaluation.COCOEvaluation(s, every=2, batch_size=3)
+    every_other.set_model(model)
+    first, second = {}, {}
+    every_other.on_epoch_end(0, first)
+    every_other.on_epoch_end(1, second)
+    assert np.isnan(first["val_mAP"]) and np.isnan(first["val_AP50"])
+    assert second["val_AP50"] == pytest.approx(report["stats"]["AP50"])
 
 
 def _coco_case(folder, rng):

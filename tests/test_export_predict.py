@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -32,6 +33,7 @@ def run_folder(tmp_path_factory):
     """A run-like folder: a random-init 2-class model whose heads favour 'raccoon' a little,
     so detections exist, saved as final.keras with its classes.json."""
     folder = tmp_path_factory.mktemp("run")
+    keras.utils.set_random_seed(0)  # the same model whatever ran before
     model = ssd_tf.build_ssd300(num_classes=2)
     conv = model.get_layer("conf3_conv")
     kernel, bias = conv.get_weights()
@@ -84,9 +86,15 @@ np.savez(sys.argv[2], **{k: v.numpy() for k, v in out.items()})
         boxes, scores, classes = _keras_detections(model, path.read_bytes())
         n = int(served["num_detections"][i])
         assert n == len(scores) > 0
-        np.testing.assert_allclose(served["detection_scores"][i, :n], scores, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(served["detection_boxes"][i, :n], boxes, atol=1e-4)
-        np.testing.assert_array_equal(served["detection_classes"][i, :n], classes)
+        # Detections whose scores tie to the last digits may come in either order: compare them
+        # sorted by class and box.
+        def by_box(b, c):
+            return np.lexsort((*np.round(b, 3).T[::-1], c))
+        ours = by_box(boxes, classes)
+        theirs = by_box(served["detection_boxes"][i, :n], served["detection_classes"][i, :n])
+        np.testing.assert_allclose(served["detection_scores"][i, :n][theirs], scores[ours], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(served["detection_boxes"][i, :n][theirs], boxes[ours], atol=1e-4)
+        np.testing.assert_array_equal(served["detection_classes"][i, :n][theirs], classes[ours])
 
 
 def test_saved_model_cli_show_and_run(exported, raccoon_images, tmp_path):
@@ -233,3 +241,27 @@ def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
         with pytest.raises(ValueError, match="does not fit|do not fit"):
             evaluation.evaluate_artifact(run, "synthetic")
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_training_run_predictions_are_drawn_at_each_images_own_size(tmp_path):
+    from PIL import Image
+
+    from ssd_tf import anchors, boxes, data, prediction, visualize
+    from test_evaluation import _one_box_model
+
+    val_set = data.make_synthetic(3, seed=5)  # 320x240 images held as JPEG bytes
+    slot = 8728  # a model sure of class 1 in this default box, in every image
+    paths = prediction.draw_set_predictions(_one_box_model(slot, num_classes=4), val_set, tmp_path / "predictions",
+                                            count=2)
+    assert [p.name for p in paths] == ["image-0.jpg", "image-1.jpg"]
+    box = boxes.cxcywh_to_xyxy(anchors.default_boxes(anchors.SSD300)[slot]).numpy() * [320, 240, 320, 240]
+    colour = np.array(visualize.class_colour(1))
+    for path in paths:
+        drawn = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        assert drawn.shape == (240, 320, 3)
+        # The box's left edge is drawn in class 1's colour (the median down a stretch of it: JPEG
+        # blurs the colour of a 2-pixel line).
+        y, x = int((box[1] + box[3]) / 2), int(round(box[0]))
+        edge = np.median(drawn[y - 20:y + 20, x], axis=0)
+        assert np.abs(edge - colour).max() < 60, (edge, colour)
+        assert np.abs(np.median(drawn[y - 20:y + 20, x + 40], axis=0) - colour).max() > 60  # inside: the image

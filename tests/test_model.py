@@ -102,3 +102,19 @@ def test_real_image_detections_equal_the_seeds_postprocess_of_the_model_outputs(
     np.testing.assert_allclose(dets["scores"][:n], ref_scores.numpy()[order], rtol=1e-5)
     np.testing.assert_array_equal(dets["classes"][:n], ref_labels.numpy()[order])
     np.testing.assert_allclose(dets["boxes"][:n], ref_boxes.numpy()[order], atol=1e-5)
+
+
+def test_zero_init_residual_zeroes_only_each_bottlenecks_last_batch_norm_scale():
+    import re
+
+    model = ssd_tf.build_ssd300(num_classes=2, zero_init_residual=True)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    last = [layer for layer in norms if re.fullmatch(r"conv\d_block\d_3_bn", layer.name)]
+    assert len(last) == 3 + 4 + 6  # one per bottleneck of conv2, conv3, conv4
+    for layer in norms:
+        np.testing.assert_array_equal(layer.gamma.numpy(), 0.0 if layer in last else 1.0)
+    # So at the start each block is its shortcut: conv2_block2 passes its input through (ReLU'd).
+    probe = keras.Model(model.input, [model.get_layer("conv2_block1_out").output,
+                                      model.get_layer("conv2_block2_out").output])
+    block_in, block_out = probe(_images(1), training=False)
+    np.testing.assert_allclose(block_out, np.maximum(block_in, 0), atol=1e-6)
