@@ -54,7 +54,7 @@ def build_parser():
                    help="batch norm statistics over all replicas and workers (for small per-replica batches)")
     p.add_argument("--precise-bn", type=int, default=DEFAULTS.precise_bn, metavar="BATCHES",
                    help="before each validation, set batch norm's moving statistics to their average over this "
-                        "many batches of training images (one device; 0: off; default: synthetic 4, otherwise 8)")
+                        "many batches of training images (one device; 0: off; default: synthetic 2, otherwise 8)")
     return p
 
 

@@ -56,7 +56,7 @@ class TrainConfig:
         # The built-in set trains from random weights in a few minutes: 48 steps, a high rate,
         # cosine decay (measured in the README).
         defaults = {"coco": (65, 2.6e-3, 300, "step", 8), "voc": (120, 2.6e-3, 300, "step", 8),
-                    "tfrecord": (65, 2.6e-3, 300, "step", 8), "synthetic": (6, 4e-2, 8, "cosine", 4)}
+                    "tfrecord": (65, 2.6e-3, 300, "step", 8), "synthetic": (6, 4e-2, 8, "cosine", 2)}
         epochs, lr, warmup, schedule, precise_bn = defaults[c.dataset]
         c.epochs = c.epochs if c.epochs is not None else epochs
         c.lr = c.lr if c.lr is not None else lr

@@ -47,7 +47,7 @@ def test_config_defaults_and_validation():
     assert (c.schedule, c.precise_bn) == ("step", 8)
     # The built-in set trains from random weights in minutes: its own settings (README).
     s = TrainConfig().resolved()
-    assert (s.epochs, s.lr, s.warmup_steps, s.schedule, s.precise_bn) == (6, 0.04, 8, "cosine", 4)
+    assert (s.epochs, s.lr, s.warmup_steps, s.schedule, s.precise_bn) == (6, 0.04, 8, "cosine", 2)
     with pytest.raises(ValueError, match="--data-dir"):
         TrainConfig(dataset="voc").resolved()
     with pytest.raises(ValueError, match="strategy"):
