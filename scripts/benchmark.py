@@ -24,7 +24,7 @@ def main(argv=None):
     d.add_argument("--data-dir", default="../shared/data/voc2012_sample/VOC2012", help="a VOC20xx folder")
     d.add_argument("--split", default="trainval")
     d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--passes", type=int, default=5)
+    d.add_argument("--passes", type=int, default=7)
     d.add_argument("--no-seed", action="store_true", help="skip the seed's pipeline (needs torch)")
     s = sub.add_parser("startup", help="seconds per 1,000 images to read a COCO-style set")
     s.add_argument("--images", type=int, default=2000)
@@ -49,7 +49,8 @@ def main(argv=None):
                 r = result[name]
                 ratio = f"  ({result[name + '_vs_seed']:.2f}x the seed)" if name + "_vs_seed" in result else ""
                 print(f"{name:>14}: {r['images_per_s_median']:6.1f} images/s{ratio}")
-        print(f"medians of {args.passes} alternating passes over {result['ours_jpeg']['images']} images, "
+        print(f"medians of {args.passes} alternating passes (each: a new run, one warm-up epoch, "
+              f"{result['epochs_per_pass']} timed epochs) over {result['ours_jpeg']['images']} images, "
               f"batch {args.batch_size}, on {result['machine']}")
     elif args.what == "startup":
         result = benchmark.startup_time(args.folder, args.images)
