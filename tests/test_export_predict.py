@@ -251,8 +251,8 @@ def test_training_run_predictions_are_drawn_at_each_images_own_size(tmp_path):
 
     val_set = data.make_synthetic(3, seed=5)  # 320x240 images held as JPEG bytes
     slot = 8728  # a model sure of class 1 in this default box, in every image
-    paths = prediction.draw_set_predictions(_one_box_model(slot, num_classes=4), val_set, tmp_path / "predictions",
-                                            count=2)
+    model = _one_box_model(slot, num_classes=4)
+    paths = prediction.draw_set_predictions(model, val_set, tmp_path / "predictions", count=2)
     assert [p.name for p in paths] == ["image-0.jpg", "image-1.jpg"]
     box = boxes.cxcywh_to_xyxy(anchors.default_boxes(anchors.SSD300)[slot]).numpy() * [320, 240, 320, 240]
     colour = np.array(visualize.class_colour(1))
@@ -265,3 +265,7 @@ def test_training_run_predictions_are_drawn_at_each_images_own_size(tmp_path):
         edge = np.median(drawn[y - 20:y + 20, x], axis=0)
         assert np.abs(edge - colour).max() < 60, (edge, colour)
         assert np.abs(np.median(drawn[y - 20:y + 20, x + 40], axis=0) - colour).max() > 60  # inside: the image
+    # Above every score, nothing is drawn: the same pixels are the image's own.
+    [path] = prediction.draw_set_predictions(model, val_set, tmp_path / "none", count=1, min_score=1.01)
+    drawn = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert np.abs(np.median(drawn[y - 20:y + 20, x], axis=0) - colour).max() > 60

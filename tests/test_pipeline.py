@@ -175,3 +175,15 @@ def test_data_benchmark_reads_whole_epochs_from_one_repeated_pipeline():
     assert result["ours_jpeg"]["images"] == 10  # one epoch: batches of 4, 4, 2; no image twice, none lost
     assert len(result["ours_jpeg"]["passes"]) == 2 and all(r > 0 for r in result["ours_jpeg"]["passes"])
     assert "ours_jpeg_vs_seed" not in result
+
+
+def test_fewer_images_than_counted_are_reported_not_silently_padded(capfd):
+    # A source that yields fewer elements than its recorded count (TFRecord shards whose count
+    # file disagrees with them): the shortfall is warned about and counted like unreadable images.
+    from ssd_tf.data import pipeline
+
+    elements = data.make_synthetic(3, seed=1).to_tf()
+    capfd.readouterr()
+    out = list(pipeline._decoded(elements, 5, True, "short", parallel=1))
+    assert [bool(e["ok"]) for e in out] == [True, True, True, False, False]
+    assert "unreadable images so far in this pass: 2" in capfd.readouterr().err
