@@ -87,9 +87,8 @@ class DetectionImages(keras.callbacks.Callback):
         drawn = []
         for i, image in enumerate(self.images):
             n = int(dets["num_detections"][i])
-            drawn.append(visualize.draw_detections(
-                image, dets["boxes"][i, :n].numpy() * 300, dets["classes"][i, :n].numpy(),
-                dets["scores"][i, :n].numpy(), self.class_names, min_score=self.score_threshold))
+            drawn.append(visualize.draw_kept(image, dets["boxes"][i, :n].numpy(), dets["classes"][i, :n].numpy(),
+                                             dets["scores"][i, :n].numpy(), self.class_names, self.score_threshold)[0])
         with self.writer.as_default():
             tf.summary.image("validation_detections", np.stack(drawn), step=epoch, max_outputs=len(drawn))
         self.writer.flush()

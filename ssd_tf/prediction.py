@@ -4,7 +4,6 @@ import json
 import logging
 import pathlib
 
-import numpy as np
 import tensorflow as tf
 from PIL import Image
 
@@ -33,17 +32,6 @@ def load_image(path):
     return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8).numpy()
 
 
-def draw_kept(image, boxes, classes, scores, class_names, min_score):
-    """Keep detections with score >= ``min_score`` and draw them on uint8 ``image`` [H, W, 3].
-
-    ``boxes`` normalised [K, 4]. Returns (drawn image, kept boxes in pixels, classes, scores)."""
-    height, width = image.shape[:2]
-    keep = np.asarray(scores) >= min_score
-    boxes_pixels = np.asarray(boxes)[keep] * np.array([width, height, width, height], np.float32)
-    classes, scores = np.asarray(classes)[keep], np.asarray(scores)[keep]
-    return visualize.draw_detections(image, boxes_pixels, classes, scores, class_names), boxes_pixels, classes, scores
-
-
 def predict_files(predictor, inputs, output_dir, min_score=0.3):
     """Run ``predictor`` (ssd_tf.artifacts.Predictor) on files; write drawn images and detections.json.
 
@@ -62,8 +50,8 @@ def predict_files(predictor, inputs, output_dir, min_score=0.3):
             continue
         height, width = image.shape[:2]
         dets = predictor.predict(image)
-        drawn, boxes_pixels, classes, scores = draw_kept(image, dets["boxes"], dets["classes"], dets["scores"],
-                                                         predictor.class_names, min_score)
+        drawn, boxes_pixels, classes, scores = visualize.draw_kept(
+            image, dets["boxes"], dets["classes"], dets["scores"], predictor.class_names, min_score)
         jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         out_path = output_dir / (path.stem + (".jpg" if jpeg else ".png"))
         Image.fromarray(drawn).save(out_path, **({"quality": 95} if jpeg else {}))
@@ -97,8 +85,8 @@ def draw_set_predictions(model, detection_set, output_dir, count=4, min_score=0.
     for image, info in pipeline.eval_dataset(detection_set, 1, resize=False).take(count):
         image = image[0]
         dets = postprocess.decode_detections(model(pipeline.resize_image(image)[None], training=False))
-        drawn = draw_kept(image.numpy(), dets["boxes"][0].numpy(), dets["classes"][0].numpy(),
-                          dets["scores"][0].numpy(), detection_set.class_names, min_score)[0]
+        drawn = visualize.draw_kept(image.numpy(), dets["boxes"][0].numpy(), dets["classes"][0].numpy(),
+                                    dets["scores"][0].numpy(), detection_set.class_names, min_score)[0]
         image_id = int(info["image_id"][0].numpy())
         path = output_dir / f"{files.get(image_id, f'image-{image_id}')}.jpg"
         Image.fromarray(drawn).save(path, quality=92)

@@ -59,3 +59,14 @@ def draw_detections(image, boxes_pixels, classes, scores, class_names=None, min_
         luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
         draw.text((lx + 3 - tx0, ly + 2 - ty0), text, fill=(0, 0, 0) if luminance > 140 else (255, 255, 255), font=font)
     return np.asarray(image)
+
+
+def draw_kept(image, boxes, classes, scores, class_names, min_score):
+    """Keep detections with score >= ``min_score`` and draw them on uint8 ``image`` [H, W, 3].
+
+    ``boxes`` normalised [K, 4]. Returns (drawn image, kept boxes in pixels, classes, scores)."""
+    height, width = image.shape[:2]
+    keep = np.asarray(scores) >= min_score
+    boxes_pixels = np.asarray(boxes)[keep] * np.array([width, height, width, height], np.float32)
+    classes, scores = np.asarray(classes)[keep], np.asarray(scores)[keep]
+    return draw_detections(image, boxes_pixels, classes, scores, class_names), boxes_pixels, classes, scores
