@@ -49,7 +49,8 @@ def build_parser():
     p.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
     p.add_argument("--synthetic-images", type=int, default=DEFAULTS.synthetic_images)
     p.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
-                   help="epochs between validation COCO mAP runs (0: never)")
+                   help="validate every N epochs and after the last: validation loss (after precise BN), COCO mAP, "
+                        "TensorBoard images (0: not while training; default: synthetic 3, otherwise 1)")
     p.add_argument("--sync-bn", action="store_true",
                    help="batch norm statistics over all replicas and workers (for small per-replica batches)")
     p.add_argument("--precise-bn", type=int, default=DEFAULTS.precise_bn, metavar="BATCHES",

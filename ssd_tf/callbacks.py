@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from ssd_tf import data as data_lib
 from ssd_tf import artifacts, postprocess, visualize
+from ssd_tf.evaluation import is_validation_epoch
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,16 +73,20 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class DetectionImages(keras.callbacks.Callback):
-    """Writes a few validation images with their drawn detections to TensorBoard each epoch."""
+    """Writes a few validation images with their drawn detections to TensorBoard every ``every``
+    epochs and after the last."""
 
-    def __init__(self, images, log_dir, class_names, score_threshold=0.3):
+    def __init__(self, images, log_dir, class_names, score_threshold=0.3, every=1):
         super().__init__()
         self.images = np.asarray(images, np.float32)
         self.writer = tf.summary.create_file_writer(str(log_dir))
         self.class_names = class_names
         self.score_threshold = score_threshold
+        self.every = every
 
     def on_epoch_end(self, epoch, logs=None):
+        if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):
+            return
         # A direct call, not predict(): it also runs on the chief alone under MultiWorkerMirroredStrategy.
         dets = postprocess.decode_detections(self.model(self.images, training=False))
         drawn = []
@@ -94,6 +99,21 @@ class DetectionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class ValidationPlaceholders(keras.callbacks.Callback):
+    """On epochs without validation, logs NaN for ``keys`` (``val_loss``...): CSVLogger fixes its
+    columns at the first epoch, so keys missing there would be dropped from history.csv. Goes
+    before TensorBoard and CSVLogger."""
+
+    def __init__(self, keys):
+        super().__init__()
+        self.keys = tuple(keys)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            for key in self.keys:
+                logs.setdefault(key, float("nan"))
+
+
 def sample_images(detection_set, count):
     if detection_set is None or count <= 0:
         return None
@@ -103,9 +123,11 @@ def sample_images(detection_set, count):
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
-    """Before each validation, and at the end of each epoch without one, set every batch norm's
-    moving mean and variance to their average over ``batches`` batches of ``dataset`` ((images,
-    y_true), unaugmented training images): "precise BN" (Wu and Johnson, 2021).
+    """Before each validation, and at the end of the last epoch (or of every epoch when the number
+    of epochs is unknown), set every batch norm's moving mean and variance to their average over
+    ``batches`` batches of ``dataset`` ((images, y_true), unaugmented training images): "precise
+    BN" (Wu and Johnson, 2021). Checkpoints of epochs without validation keep the lagging
+    moving averages; training does not use them.
 
     Early in training, from random weights, the moving averages lag far behind weights that change
     fast, so inference-mode outputs (validation, the saved model) explode while the training loss
@@ -163,7 +185,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             self._done_epoch = self._epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._done_epoch != epoch:
+        epochs = (self.params or {}).get("epochs")
+        if self._done_epoch != epoch and (epochs is None or epoch + 1 == epochs):
             self.recalibrate()
             self._done_epoch = epoch
 

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import artifacts, callbacks, losses
+from ssd_tf.evaluation import is_validation_epoch
 
 log = logging.getLogger("ssd_tf.distribute")
 
@@ -83,8 +84,9 @@ def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, 
     write to a temporary folder they delete.
 
     On the chief, each epoch's logs (loss and its parts, learning rate, and ``val_*`` from
-    ``val_dataset``) go through ``epoch_callbacks``, the Keras callbacks of the fit path
-    (COCO evaluation, TensorBoard, CSVLogger, drawn detections), and a progress bar shows the loss.
+    ``val_dataset`` on validation epochs: every ``--eval-every`` and the last) go through
+    ``epoch_callbacks``, the Keras callbacks of the fit path (COCO evaluation, TensorBoard,
+    CSVLogger, drawn detections), and a progress bar shows the loss.
     Returns the history dict.
     """
     global_batch = config.batch_size
@@ -135,7 +137,8 @@ def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, 
                     var.assign(context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(var.value)))
         strategy.run(replica_fn)
 
-    chief_callbacks = keras.callbacks.CallbackList(list(epoch_callbacks) if chief else [], model=model)
+    chief_callbacks = keras.callbacks.CallbackList(list(epoch_callbacks) if chief else [], model=model,
+                                                   epochs=config.epochs, steps=steps_per_epoch)
     history = {}
     iterator = iter(dist_ds)
     last_finite = None
@@ -163,7 +166,7 @@ def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, 
         manager.save()
         logs = {"loss": means[0], "loc_loss": means[1], "cls_loss": means[2],
                 "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
-        if chief and val_dataset is not None:
+        if chief and val_dataset is not None and is_validation_epoch(epoch, config.eval_every, config.epochs):
             logs.update(validation_losses(model, val_dataset))
         chief_callbacks.on_epoch_end(epoch, logs)
         for key, value in logs.items():

@@ -167,11 +167,20 @@ def format_report(report):
     return "\n".join(lines)
 
 
+def is_validation_epoch(epoch, every, epochs=None):
+    """Whether a run validates after ``epoch`` (0-based): every ``every`` epochs and after the last
+    of ``epochs`` (when known); never when ``every`` is 0."""
+    if every <= 0:
+        return False
+    return (epoch + 1) % every == 0 or (epochs is not None and epoch + 1 == epochs)
+
+
 class COCOEvaluation(keras.callbacks.Callback):
-    """Keras callback: COCO mAP on a DetectionSet every ``every`` epochs, into the logs as
-    ``val_mAP`` and ``val_AP50`` (so TensorBoard, CSVLogger and progress bars show them). Epochs
-    in between log NaN: CSVLogger fixes its columns at the first epoch, so a missing key there
-    would drop the metric from history.csv for the whole run."""
+    """Keras callback: COCO mAP on a DetectionSet every ``every`` epochs and after the last (as
+    ``model.fit`` tells it), into the logs as ``val_mAP`` and ``val_AP50`` (so TensorBoard,
+    CSVLogger and progress bars show them). Epochs in between log NaN: CSVLogger fixes its columns
+    at the first epoch, so a missing key there would drop the metric from history.csv for the whole
+    run."""
 
     def __init__(self, detection_set, every=1, batch_size=8):
         super().__init__()
@@ -186,7 +195,7 @@ class COCOEvaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.every <= 0:
             return
-        if (epoch + 1) % self.every:
+        if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):
             if logs is not None:
                 logs["val_mAP"] = logs["val_AP50"] = float("nan")
             return

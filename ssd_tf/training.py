@@ -10,6 +10,7 @@ predictions/ (validation images with the final model's detections drawn).
 
 import json
 import logging
+import math
 import os
 import pathlib
 import time
@@ -93,13 +94,21 @@ def _epoch_callbacks(config, run, train_set, val_set, val_ds):
     """
     cbs = []
     if val_ds is not None and config.eval_every > 0:
-        cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
+        cbs += [evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size),
+                callbacks_lib.ValidationPlaceholders(["val_loss", "val_loc_loss", "val_cls_loss"])]
     cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
             keras.callbacks.CSVLogger(str(run / "history.csv"), append=True)]
     samples = callbacks_lib.sample_images(val_set, config.val_images)
     if samples is not None:
-        cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names))
+        cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names,
+                                                 every=config.eval_every))
     return cbs
+
+
+def validation_epochs(config):
+    """The 1-based epochs after which a run validates (``--eval-every`` and the last): validation
+    loss after precise BN, COCO mAP and TensorBoard images."""
+    return [e + 1 for e in range(config.epochs) if evaluation.is_validation_epoch(e, config.eval_every, config.epochs)]
 
 
 def completed_epochs(run):
@@ -189,8 +198,9 @@ def train(config, callbacks=(), model_fn=None):
             # First: validation, checkpoints and the saved model all see the recalibrated statistics.
             bn_images = data_lib.train_dataset(usable, config.batch_size, seed=config.seed, augment_images=False)
             cbs.insert(0, callbacks_lib.PreciseBatchNorm(bn_images, config.precise_bn))
-        fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        steps_per_epoch=steps_per_epoch, shuffle=False,
+        val_epochs = validation_epochs(config)
+        fit = model.fit(train_ds, validation_data=val_ds if val_epochs else None, validation_freq=val_epochs,
+                        epochs=config.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
                         callbacks=cbs + epoch_callbacks + list(callbacks),
                         verbose=2 if os.environ.get("CI") else "auto")
         history = fit.history
@@ -213,8 +223,9 @@ def train(config, callbacks=(), model_fn=None):
 def _final_validation(config, model, val_set, history, run):
     """The final model's validation mAP and AP50 (the last epoch's, or evaluated now) and a few
     validation images with its detections drawn, in ``run/predictions/``."""
-    if config.eval_every > 0 and config.epochs % config.eval_every == 0 and history.get("val_AP50"):
-        stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}
+    last = history.get("val_AP50", [float("nan")])[-1]
+    if config.eval_every > 0 and math.isfinite(last):  # the last epoch validated
+        stats = {"AP": history["val_mAP"][-1], "AP50": last}
     else:
         stats = evaluation.evaluate_model(model, val_set, config.batch_size)["stats"]
     drawn = prediction.draw_set_predictions(model, val_set, run / "predictions", count=max(config.val_images, 1))

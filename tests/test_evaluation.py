@@ -111,6 +111,10 @@ def test_evaluate_model_scores_known_detections_as_pycocotools_does():
     every_other.on_epoch_end(1, second)
     assert np.isnan(first["val_mAP"]) and np.isnan(first["val_AP50"])
     assert second["val_AP50"] == pytest.approx(report["stats"]["AP50"])
+    every_other.set_params({"epochs": 3, "steps": 1, "verbose": 0})  # inside fit: the last epoch evaluates too
+    third = {}
+    every_other.on_epoch_end(2, third)
+    assert third["val_AP50"] == pytest.approx(report["stats"]["AP50"])
 
 
 def _coco_case(folder, rng):
@@ -170,3 +174,15 @@ def test_coco_evaluation_is_the_official_metric_on_the_instances_file(tmp_path):
     rebuilt = evaluation.coco_evaluate(evaluation.coco_ground_truth(dataset), results, verbose=False)
     assert abs(rebuilt["stats"]["AP"] - ours["stats"]["AP"]) > 1e-3
     assert abs(rebuilt["stats"]["APs"] - ours["stats"]["APs"]) > 1e-3
+
+
+def test_validation_epochs_are_every_nth_and_the_last():
+    def validated(every, epochs):
+        return [e + 1 for e in range(epochs) if evaluation.is_validation_epoch(e, every, epochs)]
+
+    assert validated(3, 7) == [3, 6, 7]
+    assert validated(3, 6) == [3, 6]
+    assert validated(1, 3) == [1, 2, 3]
+    assert validated(0, 3) == []
+    assert validated(4, 2) == [2]
+    assert not evaluation.is_validation_epoch(4, 3)  # number of epochs unknown: every 3rd only

@@ -50,3 +50,19 @@ def test_runs_once_per_epoch_before_validation():
     callback.on_train_end()
     callback.on_test_begin()  # a later evaluate() outside fit: leave the statistics alone
     assert calls == [0, 1]
+
+
+def test_inside_fit_runs_before_each_validation_and_after_the_last_epoch_only():
+    dataset = tf.data.Dataset.from_tensor_slices((np.ones((4, 4, 4, 3), np.float32), np.zeros(4))).batch(2)
+    callback = callbacks.PreciseBatchNorm(dataset, batches=1)
+    callback.set_model(_model())
+    callback.set_params({"epochs": 4, "steps": 1, "verbose": 0})  # as model.fit sets them
+    calls = []
+    callback.recalibrate = lambda: calls.append(callback._epoch)
+    for epoch in range(4):
+        callback.on_epoch_begin(epoch)
+        if epoch == 1:
+            callback.on_test_begin()  # validation after epoch 2 only
+        callback.on_epoch_end(epoch)
+    callback.on_train_end()
+    assert calls == [1, 3]  # epochs 1 and 3 (0-based) go without: nothing reads the statistics

@@ -144,7 +144,7 @@ def test_resume_continues_from_saved_epoch(tmp_path, capsys):
 def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "scripts/train.py", "--epochs", "1", "--synthetic-images", "8", "--batch-size", "4",
+        [sys.executable, "scripts/train.py", "--epochs", "2", "--synthetic-images", "8", "--batch-size", "4",
          "--output", str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final loss" in proc.stdout
@@ -155,20 +155,28 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     drawn = sorted((run / "predictions").glob("*.jpg"))
     assert [p.name for p in drawn] == [f"image-{i}.jpg" for i in range(4)]  # the first 4 validation images
     assert all(Image.open(p).size == (320, 240) for p in drawn)  # at the images' own size
-    rows = (run / "history.csv").read_text().strip().splitlines()
-    assert float(dict(zip(rows[0].split(","), rows[-1].split(",")))["val_AP50"]) == pytest.approx(summary["val_AP50"],
-                                                                                                  abs=1e-4)
+    # The built-in set validates every 3 epochs and after the last: here after epoch 2 only.
+    rows = [line.split(",") for line in (run / "history.csv").read_text().strip().splitlines()]
+    epochs = [dict(zip(rows[0], row)) for row in rows[1:]]
+    assert [e["epoch"] for e in epochs] == ["0", "1"]
+    val_keys = ("val_loss", "val_loc_loss", "val_cls_loss", "val_mAP", "val_AP50")
+    assert all(np.isnan(float(epochs[0][k])) for k in val_keys)
+    assert all(np.isfinite(float(epochs[1][k])) for k in val_keys)
+    assert float(epochs[1]["val_AP50"]) == pytest.approx(summary["val_AP50"], abs=1e-4)
     config = json.loads((run / "config.json").read_text())
-    assert config["dataset"] == "synthetic" and config["epochs"] == 1 and config["lr"] == 0.04
+    assert config["dataset"] == "synthetic" and config["epochs"] == 2 and config["lr"] == 0.04
+    assert config["eval_every"] == 3
     assert (run / "final.keras").is_file() and any((run / "checkpoints").iterdir())
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert events
-    tags = set()
+    tags, image_steps = set(), []
     for path in events:
         for record in tf.data.TFRecordDataset(str(path)):
             event = tf.compat.v1.Event.FromString(record.numpy())
             tags |= {v.tag for v in event.summary.value}
+            image_steps += [event.step for v in event.summary.value if v.tag == "validation_detections"]
     assert {"epoch_loss", "epoch_loc_loss", "epoch_cls_loss", "epoch_learning_rate", "validation_detections"} <= tags
+    assert image_steps == [1]  # drawn after the validated epoch only
     # The trained, compiled model loads as predict.py and export.py load it (their CLIs are
     # tested on a run folder in test_export_predict.py).
     model = artifacts.load_keras_model(run)
@@ -510,6 +518,8 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
     assert {"epoch", "loss", "loc_loss", "cls_loss", "learning_rate", "val_loss", "val_loc_loss", "val_cls_loss",
             "val_mAP", "val_AP50"} <= set(header)
     assert all(np.isfinite(float(last[k])) for k in header)
+    # eval_every 3 (the built-in set's): the chief validated after the last epoch only.
+    assert np.isnan(float(dict(zip(header, rows[1]))["val_loss"]))
     tags = {}
     for path in (run / "logs").rglob("events.out.tfevents.*"):
         for record in tf.data.TFRecordDataset(str(path)):
