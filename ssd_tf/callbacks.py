@@ -99,19 +99,19 @@ class DetectionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
-class ValidationPlaceholders(keras.callbacks.Callback):
-    """On epochs without validation, logs NaN for ``keys`` (``val_loss``...): CSVLogger fixes its
-    columns at the first epoch, so keys missing there would be dropped from history.csv. Goes
-    before TensorBoard and CSVLogger."""
+class CSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger with ``columns`` (say ``val_loss``) from the first epoch on, written NA on
+    epochs that don't log them: Keras' own fixes its columns at the first epoch, so a run that
+    validates later would lose them."""
 
-    def __init__(self, keys):
-        super().__init__()
-        self.keys = tuple(keys)
+    def __init__(self, filename, columns=(), **kwargs):
+        super().__init__(filename, **kwargs)
+        self.columns = tuple(columns)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for key in self.keys:
-                logs.setdefault(key, float("nan"))
+        if self.keys is None:
+            self.keys = sorted(set(logs or {}) | set(self.columns))
+        super().on_epoch_end(epoch, logs)
 
 
 def sample_images(detection_set, count):

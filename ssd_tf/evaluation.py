@@ -178,9 +178,9 @@ def is_validation_epoch(epoch, every, epochs=None):
 class COCOEvaluation(keras.callbacks.Callback):
     """Keras callback: COCO mAP on a DetectionSet every ``every`` epochs and after the last (as
     ``model.fit`` tells it), into the logs as ``val_mAP`` and ``val_AP50`` (so TensorBoard,
-    CSVLogger and progress bars show them). Epochs in between log NaN: CSVLogger fixes its columns
-    at the first epoch, so a missing key there would drop the metric from history.csv for the whole
-    run."""
+    CSVLogger and progress bars show them). Epochs in between log nothing; Keras' CSVLogger fixes
+    its columns at the first epoch, so with ``every`` > 1 use ``ssd_tf.callbacks.CSVLogger(path,
+    columns=["val_mAP", "val_AP50"])``."""
 
     def __init__(self, detection_set, every=1, batch_size=8):
         super().__init__()
@@ -196,8 +196,6 @@ class COCOEvaluation(keras.callbacks.Callback):
         if self.every <= 0:
             return
         if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):
-            if logs is not None:
-                logs["val_mAP"] = logs["val_AP50"] = float("nan")
             return
         if self._detector is None:  # used outside model.fit
             self._detector = make_detector(self.model)

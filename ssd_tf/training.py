@@ -10,7 +10,6 @@ predictions/ (validation images with the final model's detections drawn).
 
 import json
 import logging
-import math
 import os
 import pathlib
 import time
@@ -92,12 +91,12 @@ def _epoch_callbacks(config, run, train_set, val_set, val_ds):
 
     Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
     """
-    cbs = []
+    cbs, val_columns = [], []
     if val_ds is not None and config.eval_every > 0:
-        cbs += [evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size),
-                callbacks_lib.ValidationPlaceholders(["val_loss", "val_loc_loss", "val_cls_loss"])]
+        cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
+        val_columns = ["val_loss", "val_loc_loss", "val_cls_loss", "val_mAP", "val_AP50"]
     cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
-            keras.callbacks.CSVLogger(str(run / "history.csv"), append=True)]
+            callbacks_lib.CSVLogger(str(run / "history.csv"), columns=val_columns, append=True)]
     samples = callbacks_lib.sample_images(val_set, config.val_images)
     if samples is not None:
         cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names,
@@ -223,9 +222,8 @@ def train(config, callbacks=(), model_fn=None):
 def _final_validation(config, model, val_set, history, run):
     """The final model's validation mAP and AP50 (the last epoch's, or evaluated now) and a few
     validation images with its detections drawn, in ``run/predictions/``."""
-    last = history.get("val_AP50", [float("nan")])[-1]
-    if config.eval_every > 0 and math.isfinite(last):  # the last epoch validated
-        stats = {"AP": history["val_mAP"][-1], "AP50": last}
+    if config.eval_every > 0 and history.get("val_AP50"):  # a run that validates does so after its last epoch
+        stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}
     else:
         stats = evaluation.evaluate_model(model, val_set, config.batch_size)["stats"]
     drawn = prediction.draw_set_predictions(model, val_set, run / "predictions", count=max(config.val_images, 1))
