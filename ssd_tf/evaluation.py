@@ -193,8 +193,6 @@ class COCOEvaluation(keras.callbacks.Callback):
         self._detector = make_detector(self.model)  # traced once per run, not once per epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every <= 0:
-            return
         if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):
             return
         if self._detector is None:  # used outside model.fit
