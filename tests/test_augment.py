@@ -190,3 +190,22 @@ def test_drawn_jitter_factors_span_the_seeds_ranges_and_every_order():
         assert high - 0.02 * (high - low) < values.max() <= high, (high, values.max())
         assert abs(np.median(values) - (low + high) / 2) < 0.05 * (high - low)  # uniform
     assert len({tuple(o) for o in orders}) == 24 and all(sorted(o) == [0, 1, 2, 3] for o in orders)
+
+
+def test_hue_rotation_equals_tf_image_adjust_hue_eagerly_and_under_xla():
+    rng = np.random.default_rng(5)
+    pixels = rng.uniform(0, 255, (40, 50, 3)).astype(np.float32)
+    pixels[:5] = pixels[:5, :, :1]  # grey pixels (no hue)
+    pixels[5:10, :, 1] = pixels[5:10, :, 0]  # ties between the largest channels
+    pixels[10:15, :, 2] = 0.0  # a channel at 0 and saturated colours
+    pixels[15:20] = np.minimum(np.round(pixels[15:20] / 64) * 64, 255)  # few levels: many exact ties
+    image = tf.constant(pixels)
+    xla = tf.function(augment.adjust_hue, jit_compile=True)
+    for delta in (-0.5, -0.05, -0.013, 0.0, 0.021, 0.05, 0.37):
+        expected = tf.image.adjust_hue(image / 255.0, delta).numpy() * 255.0
+        for got in (augment.adjust_hue(image, delta), xla(image, tf.constant(delta))):
+            np.testing.assert_allclose(got.numpy(), expected, atol=2e-3)
+        assert delta == 0.0 or np.abs(expected - pixels).mean() > 0.5  # the shift moved colours
+    batch = tf.stack([image, image[::-1]])  # [B, H, W, 3] too
+    np.testing.assert_allclose(augment.adjust_hue(batch, 0.05).numpy()[1],
+                               augment.adjust_hue(image[::-1], 0.05).numpy(), atol=1e-4)
