@@ -187,3 +187,19 @@ def test_fewer_images_than_counted_are_reported_not_silently_padded(capfd):
     out = list(pipeline._decoded(elements, 5, True, "short", parallel=1))
     assert [bool(e["ok"]) for e in out] == [True, True, True, False, False]
     assert "unreadable images so far in this pass: 2" in capfd.readouterr().err
+
+
+def test_resize_takes_the_plain_kernel_only_where_it_equals_the_antialiased_one():
+    from ssd_tf.data.pipeline import resize_image
+    rng = np.random.default_rng(3)
+    # Enlarging both ways (fast path), equal sizes, one way down, both down; single and batched.
+    for shape in [(120, 250, 3), (300, 300, 3), (200, 450, 3), (451, 260, 3), (375, 500, 3), (2, 90, 140, 3)]:
+        image = rng.integers(0, 256, shape).astype(np.uint8)
+        expected = tf.image.resize(image.astype(np.float32), [300, 300], antialias=True).numpy()
+        got = resize_image(image).numpy()
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=str(shape))
+    # Shrinking, the plain kernel would alias (so the fast path must not take it).
+    image = rng.integers(0, 256, (375, 500, 3)).astype(np.uint8)
+    plain = tf.image.resize(image.astype(np.float32), [300, 300], antialias=False).numpy()
+    assert np.abs(resize_image(image).numpy() - plain).max() > 10
