@@ -9,6 +9,7 @@ from PIL import Image
 
 from ssd_tf import postprocess, visualize
 from ssd_tf.data import pipeline
+from ssd_tf.data.resize import resize_image
 from ssd_tf.data.records import SkipReport, check_image
 
 log = logging.getLogger("ssd_tf.prediction")
@@ -84,7 +85,7 @@ def draw_set_predictions(model, detection_set, output_dir, count=4, min_score=0.
     paths = []
     for image, info in pipeline.eval_dataset(detection_set, 1, resize=False).take(count):
         image = image[0]
-        dets = postprocess.decode_detections(model(pipeline.resize_image(image)[None], training=False))
+        dets = postprocess.decode_detections(model(resize_image(image)[None], training=False))
         drawn = visualize.draw_kept(image.numpy(), dets["boxes"][0].numpy(), dets["classes"][0].numpy(),
                                     dets["scores"][0].numpy(), detection_set.class_names, min_score)[0]
         image_id = int(info["image_id"][0].numpy())

@@ -7,7 +7,7 @@ Shared by the exported SavedModel (``ssd_tf.export``) and by in-process predicti
 import tensorflow as tf
 
 from ssd_tf import anchors as anchors_lib
-from ssd_tf.data.pipeline import resize_image
+from ssd_tf.data.resize import resize_image
 from ssd_tf.postprocess import decode_detections
 
 

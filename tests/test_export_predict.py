@@ -14,7 +14,7 @@ import tensorflow as tf
 import ssd_tf
 from conftest import shared_data
 from ssd_tf import artifacts, export
-from ssd_tf.data.pipeline import resize_image
+from ssd_tf.data.resize import resize_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}

@@ -104,7 +104,7 @@ def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
 
 def test_resize_matches_the_seeds_pil_resize():
     from PIL import Image
-    from ssd_tf.data.pipeline import resize_image
+    from ssd_tf.data.resize import resize_image
     image = np.asarray(Image.open(shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")).convert("RGB"))
     pil = np.asarray(Image.fromarray(image).resize((300, 300), Image.BILINEAR), np.float32)
     ours = resize_image(image).numpy()
@@ -190,15 +190,18 @@ def test_fewer_images_than_counted_are_reported_not_silently_padded(capfd):
 
 
 def test_resize_takes_the_plain_kernel_only_where_it_equals_the_antialiased_one():
-    from ssd_tf.data.pipeline import resize_image
+    from ssd_tf.data.resize import resize_image
     rng = np.random.default_rng(3)
-    # Enlarging both ways (fast path), equal sizes, one way down, both down; single and batched.
-    for shape in [(120, 250, 3), (300, 300, 3), (200, 450, 3), (451, 260, 3), (375, 500, 3), (2, 90, 140, 3)]:
+    # Enlarging both ways (plain kernel), equal sizes, one way down, both down (the antialiased
+    # kernel, run along rows: the same pixels); single and batched, XLA-free and in a graph.
+    graph = tf.function(resize_image)
+    for shape in [(120, 250, 3), (300, 300, 3), (200, 450, 3), (451, 260, 3), (375, 500, 3), (2, 90, 140, 3),
+                  (3, 420, 333, 3), (1, 301, 300, 3)]:
         image = rng.integers(0, 256, shape).astype(np.uint8)
         expected = tf.image.resize(image.astype(np.float32), [300, 300], antialias=True).numpy()
-        got = resize_image(image).numpy()
-        assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=str(shape))
+        for got in (resize_image(image).numpy(), graph(tf.constant(image)).numpy()):
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=str(shape))
     # Shrinking, the plain kernel would alias (so the fast path must not take it).
     image = rng.integers(0, 256, (375, 500, 3)).astype(np.uint8)
     plain = tf.image.resize(image.astype(np.float32), [300, 300], antialias=False).numpy()
