@@ -152,3 +152,23 @@ def test_conversion_skips_and_lists_corrupt_images(tmp_path):
     assert "truncated.jpg" in metas["train"]["skipped_messages"][0]
     records = data.read_tfrecords(tmp_path / "out", "train")
     assert len(records) == 1 and records.report.counts["unreadable images"] == 1
+
+
+def test_a_record_with_mismatched_object_fields_is_named_not_a_deep_tf_error():
+    def feature(values, kind):
+        return tf.train.Feature(**{kind: {"float_list": tf.train.FloatList, "int64_list": tf.train.Int64List,
+                                          "bytes_list": tf.train.BytesList}[kind](value=values)})
+
+    good = {"image/encoded": feature([b"x"], "bytes_list"), "image/source_id": feature([b"2008_000123"], "bytes_list"),
+            **{f"image/object/bbox/{k}": feature([0.1, 0.2], "float_list") for k in ("xmin", "ymin")},
+            **{f"image/object/bbox/{k}": feature([0.5, 0.6], "float_list") for k in ("xmax", "ymax")},
+            "image/object/class/label": feature([1, 2], "int64_list"),
+            "image/object/difficult": feature([0, 1], "int64_list")}
+    parsed = tfrecord.parse_example(tf.train.Example(features=tf.train.Features(feature=good)).SerializeToString())
+    np.testing.assert_allclose(parsed["boxes"].numpy(), [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.6]])
+    assert parsed["labels"].numpy().tolist() == [1, 2] and parsed["difficult"].numpy().tolist() == [False, True]
+    bad = {**good, "image/object/bbox/ymax": feature([0.5], "float_list")}
+    serialized = tf.train.Example(features=tf.train.Features(feature=bad)).SerializeToString()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image/object/bbox/ymax and image/object/class/label "
+                       r"have different lengths.*2008_000123"):
+        list(tf.data.Dataset.from_tensors(serialized).map(tfrecord.parse_example))

@@ -35,13 +35,13 @@ FEATURES = {
     "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
     "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
     "image/source_id": tf.io.FixedLenFeature([], tf.string, default_value=""),
-    "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
-    "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
-    "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
-    "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
-    "image/object/class/label": tf.io.VarLenFeature(tf.int64),
-    "image/object/difficult": tf.io.VarLenFeature(tf.int64),
-    "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
+    "image/object/bbox/xmin": tf.io.RaggedFeature(tf.float32),
+    "image/object/bbox/ymin": tf.io.RaggedFeature(tf.float32),
+    "image/object/bbox/xmax": tf.io.RaggedFeature(tf.float32),
+    "image/object/bbox/ymax": tf.io.RaggedFeature(tf.float32),
+    "image/object/class/label": tf.io.RaggedFeature(tf.int64),
+    "image/object/difficult": tf.io.RaggedFeature(tf.int64),
+    "image/object/is_crowd": tf.io.RaggedFeature(tf.int64),
 }
 SPLITS_FILE = "splits.json"
 
@@ -260,13 +260,18 @@ def _count(files):
 def parse_example(serialized):
     """Example bytes -> the pipeline's element dict: source (encoded image), boxes [n, 4], labels
     [n], difficult [n] (crowd objects count as difficult: kept out of training), image_id, size."""
-    f = tf.io.parse_single_example(serialized, FEATURES)
-    dense = lambda key, dtype: tf.cast(tf.sparse.to_dense(f[key]), dtype)  # noqa: E731
-    boxes = tf.stack([dense(f"image/object/bbox/{k}", tf.float32) for k in ("xmin", "ymin", "xmax", "ymax")], -1)
+    f = tf.io.parse_single_example(serialized, FEATURES)  # RaggedFeatures: 1-D tensors here
+    dense = lambda key, dtype: tf.cast(f[key], dtype)  # noqa: E731
     labels = dense("image/object/class/label", tf.int32)
     n = tf.shape(labels)[0]
+    keys = [f"image/object/bbox/{k}" for k in ("xmin", "ymin", "xmax", "ymax")]
+    checks = [tf.debugging.Assert(tf.equal(tf.size(f[key]), n), [
+        f"TFRecord: {key} and image/object/class/label have different lengths in the record of image/source_id",
+        f["image/source_id"]]) for key in keys]
+    with tf.control_dependencies(checks):
+        boxes = tf.stack([dense(key, tf.float32) for key in keys], -1)
     flag = lambda key: tf.cond(  # noqa: E731
-        tf.equal(tf.size(f[key].values), n), lambda: dense(key, tf.bool), lambda: tf.zeros([n], tf.bool))
+        tf.equal(tf.size(f[key]), n), lambda: dense(key, tf.bool), lambda: tf.zeros([n], tf.bool))
     image_id = _numeric_id(f["image/source_id"])
     return {
         "source": f["image/encoded"], "boxes": tf.reshape(boxes, [-1, 4]), "labels": labels,
