@@ -38,14 +38,19 @@ def box_area(boxes):
     )
 
 
-def pairwise_iou(boxes_a, boxes_b):
-    """IoU of every box in ``boxes_a`` [N, 4] with every box in ``boxes_b`` [M, 4] -> [N, M].
+def iou(boxes_a, boxes_b):
+    """IoU of ``boxes_a`` [..., 4] and ``boxes_b`` [..., 4], broadcast against each other -> [...].
 
     Both xyxy. Pairs whose union is empty get IoU 0 rather than NaN.
     """
-    lt = tf.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    rb = tf.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    lt = tf.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    rb = tf.minimum(boxes_a[..., 2:], boxes_b[..., 2:])
     wh = tf.maximum(rb - lt, 0.0)
     inter = wh[..., 0] * wh[..., 1]
-    union = box_area(boxes_a)[:, None] + box_area(boxes_b)[None, :] - inter
+    union = box_area(boxes_a) + box_area(boxes_b) - inter
     return tf.math.divide_no_nan(inter, union)
+
+
+def pairwise_iou(boxes_a, boxes_b):
+    """IoU of every box in ``boxes_a`` [N, 4] with every box in ``boxes_b`` [M, 4] -> [N, M]."""
+    return iou(boxes_a[:, None, :], boxes_b[None, :, :])

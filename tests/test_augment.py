@@ -209,3 +209,28 @@ def test_hue_rotation_equals_tf_image_adjust_hue_eagerly_and_under_xla():
     batch = tf.stack([image, image[::-1]])  # [B, H, W, 3] too
     np.testing.assert_allclose(augment.adjust_hue(batch, 0.05).numpy()[1],
                                augment.adjust_hue(image[::-1], 0.05).numpy(), atol=1e-4)
+
+
+def test_crops_drawn_for_a_padded_batch_ignore_the_padding_and_row_zero_is_choose_crop():
+    rng = np.random.default_rng(4)
+    rows = [rng.uniform(0, 0.5, (k, 2)) for k in (3, 1, 5, 0)]
+    rows = [np.concatenate([xy, xy + rng.uniform(0.1, 0.5, xy.shape)], 1).astype(np.float32) for xy in rows]
+    counts = tf.constant([len(r) for r in rows])
+
+    def padded(fill):
+        return tf.constant(np.stack([np.concatenate([r, np.tile(np.float32(fill), (5 - len(r), 1))]) for r in rows]))
+
+    for seed in tf.unstack(tf.stack([tf.range(8), tf.fill([8], 1)], 1)):
+        results = [augment.choose_crops(padded(fill), counts, seed)
+                   for fill in ([0, 0, 0, 0], [0.6, 0.6, 0.9, 0.9], [0, 0, 1, 1], [0.05, 0.9, 0.1, 0.95])]
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())  # padding changes nothing
+        crop, keep, bound = results[0]
+        assert not keep.numpy()[counts.numpy()[:, None] <= np.arange(5)].any()  # padding never kept
+        np.testing.assert_array_equal(crop[3].numpy(), [0, 0, 1, 1])  # no boxes: no crop
+        for got, want in zip((crop[0], keep[0, :3], bound[0]), augment.choose_crop(tf.constant(rows[0]), seed)):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    seed = tf.constant([7, 1])
+    many = augment.choose_crops(tf.tile(padded([0, 0, 0, 0])[:1], [64, 1, 1]), tf.fill([64], 3), seed)[0].numpy()
+    assert len({tuple(c) for c in many}) > 32  # each image of a batch draws its own crop

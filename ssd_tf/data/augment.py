@@ -31,33 +31,45 @@ def choose_crop(boxes, seed):
     box exceeds the option's minimum and which contains at least one box centre. ``keep`` marks
     the boxes whose centre lies inside. With no boxes, never crops.
     """
-    s_mode, s_wh, s_xy = _seeds(seed, 3)
-    modes = tf.random.stateless_uniform([_ROUNDS], s_mode, 0, len(_MIN_IOU), dtype=tf.int32)
-    wh = tf.random.stateless_uniform([_ROUNDS, _TRIES, 2], s_wh, 0.3, 1.0)
-    xy = tf.random.stateless_uniform([_ROUNDS, _TRIES, 2], s_xy) * (1.0 - wh)
-    windows = tf.concat([xy, xy + wh], axis=-1)  # [R, T, 4]
+    crop, keep, bound = choose_crops(boxes[None], tf.shape(boxes)[:1], seed)
+    return crop[0], keep[0], bound[0]
 
+
+def choose_crops(boxes, num_boxes, seed):
+    """:func:`choose_crop` for a batch: ``boxes`` [B, N, 4] of which the first ``num_boxes`` [B]
+    of each row are real (the rest padding), all drawn from one ``seed``. Returns crop [B, 4],
+    keep [B, N] (False for padding), min_iou [B]. Image b draws the same as ``choose_crop``
+    would from ``seed`` if it came first; the batch shares the op overhead (0.35 ms per image
+    one by one on a CPU)."""
+    n = tf.shape(boxes)[0]
+    s_mode, s_wh, s_xy = _seeds(seed, 3)
+    modes = tf.random.stateless_uniform([n, _ROUNDS], s_mode, 0, len(_MIN_IOU), dtype=tf.int32)
+    wh = tf.random.stateless_uniform([n, _ROUNDS, _TRIES, 2], s_wh, 0.3, 1.0)
+    xy = tf.random.stateless_uniform([n, _ROUNDS, _TRIES, 2], s_xy) * (1.0 - wh)
+    windows = tf.concat([xy, xy + wh], axis=-1)  # [B, R, T, 4]
+
+    real = tf.range(tf.shape(boxes)[1])[None, :] < num_boxes[:, None]  # [B, N]
     aspect = wh[..., 0] / wh[..., 1]
     aspect_ok = (aspect >= 0.5) & (aspect <= 2.0)
-    ious = tf.reshape(box_ops.pairwise_iou(tf.reshape(windows, [-1, 4]), boxes), [_ROUNDS, _TRIES, -1])
-    min_iou = tf.gather(tf.constant(_MIN_IOU), modes)[:, None, None]
-    iou_ok = tf.reduce_all(ious > min_iou, axis=-1)
-    centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])  # [N, 2]
-    inside = tf.reduce_all(
-        (centres[None, None] > windows[..., None, :2]) & (centres[None, None] < windows[..., None, 2:]), axis=-1
-    )  # [R, T, N]
-    valid = aspect_ok & iou_ok & tf.reduce_any(inside, axis=-1) & (modes[:, None] > 0)
+    ious = box_ops.iou(windows[..., None, :], boxes[:, None, None])  # [B, R, T, N]
+    min_iou = tf.gather(tf.constant(_MIN_IOU), modes)[..., None, None]  # [B, R, 1, 1]
+    iou_ok = tf.reduce_all((ious > min_iou) | ~real[:, None, None], axis=-1)
+    centres = 0.5 * (boxes[..., :2] + boxes[..., 2:])[:, None, None]  # [B, 1, 1, N, 2]
+    inside = tf.reduce_all((centres > windows[..., None, :2]) & (centres < windows[..., None, 2:]), axis=-1)
+    inside &= real[:, None, None]  # [B, R, T, N]
+    valid = aspect_ok & iou_ok & tf.reduce_any(inside, axis=-1) & (modes[..., None] > 0)  # [B, R, T]
 
     # First round that either drew "no crop" or found a valid window decides.
-    round_done = tf.reduce_any(valid, axis=1) | tf.equal(modes, 0)
-    has_boxes = tf.shape(boxes)[0] > 0
-    first_round = tf.argmax(tf.cast(round_done, tf.int32), output_type=tf.int32)
-    crop_it = has_boxes & tf.reduce_any(round_done) & (tf.gather(modes, first_round) > 0)
-    first_try = tf.argmax(tf.cast(valid[first_round], tf.int32), output_type=tf.int32)
+    round_done = tf.reduce_any(valid, axis=-1) | tf.equal(modes, 0)  # [B, R]
+    first_round = tf.argmax(tf.cast(round_done, tf.int32), axis=-1, output_type=tf.int32)  # [B]
+    crop_it = (num_boxes > 0) & tf.reduce_any(round_done, -1) & (tf.gather(modes, first_round, batch_dims=1) > 0)
+    chosen_valid = tf.gather(valid, first_round, batch_dims=1)  # [B, T]
+    first_try = tf.argmax(tf.cast(chosen_valid, tf.int32), axis=-1, output_type=tf.int32)
+    pick = lambda x: tf.gather(tf.gather(x, first_round, batch_dims=1), first_try, batch_dims=1)  # noqa: E731
     full = tf.constant([0.0, 0.0, 1.0, 1.0])
-    crop = tf.where(crop_it, windows[first_round, first_try], full)
-    keep = tf.where(crop_it, inside[first_round, first_try], tf.ones_like(inside[0, 0]))
-    bound = tf.where(crop_it, min_iou[first_round, 0, 0], float("-inf"))
+    crop = tf.where(crop_it[:, None], pick(windows), full)
+    keep = tf.where(crop_it[:, None], pick(inside), real)
+    bound = tf.where(crop_it, tf.gather(min_iou[:, :, 0, 0], first_round, batch_dims=1), float("-inf"))
     return crop, keep, bound
 
 
@@ -72,15 +84,19 @@ def crop_window_pixels(crop, height, width):
     return y0, x0, y1, x1
 
 
+def boxes_in_crop(boxes, crop):
+    """``boxes`` [..., 4] mapped into the window ``crop`` [..., 4] (broadcast): clipped to it,
+    renormalised to its size."""
+    lo, hi = crop[..., :2], crop[..., 2:]
+    boxes = tf.concat([tf.maximum(boxes[..., :2], lo), tf.minimum(boxes[..., 2:], hi)], axis=-1)
+    size = hi - lo
+    boxes = (boxes - tf.concat([lo, lo], -1)) / tf.concat([size, size], -1)
+    return tf.clip_by_value(boxes, 0.0, 1.0)
+
+
 def crop_boxes(boxes, labels, crop, keep):
     """The kept boxes [N, 4] and labels mapped into ``crop`` (clipped, renormalised)."""
-    boxes = tf.boolean_mask(boxes, keep)
-    labels = tf.boolean_mask(labels, keep)
-    lo, hi = crop[:2], crop[2:]
-    boxes = tf.concat([tf.maximum(boxes[:, :2], lo), tf.minimum(boxes[:, 2:], hi)], axis=-1)
-    size = hi - lo
-    boxes = (boxes - tf.concat([lo, lo], 0)) / tf.concat([size, size], 0)
-    return tf.clip_by_value(boxes, 0.0, 1.0), labels
+    return boxes_in_crop(tf.boolean_mask(boxes, keep), crop), tf.boolean_mask(labels, keep)
 
 
 def apply_crop(image, boxes, labels, crop, keep):

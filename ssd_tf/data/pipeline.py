@@ -27,14 +27,28 @@ def _decode(element, from_bytes):
     return {**element, "image": image}
 
 
-def _plan_crop(element):
-    """Draw the SSD crop from ``element["seed"]`` (before decoding): the element gets ``crop``
-    (normalised window) and its boxes and labels as they will be inside it."""
-    boxes = tf.reshape(tf.cast(element["boxes"], tf.float32), [-1, 4])
-    labels = tf.reshape(tf.cast(element["labels"], tf.int32), [-1])
-    crop, keep, _ = augment.choose_crop(boxes, tf.random.experimental.stateless_split(element["seed"], 3)[0])
-    boxes, labels = augment.crop_boxes(boxes, labels, crop, keep)
-    return {**element, "crop": crop, "boxes": boxes, "labels": labels}
+_PLAN_BATCH = 64  # images whose crops are drawn together
+
+
+def _plan_crops(batch):
+    """Draw SSD crops for a padded batch of undecoded elements (before decoding, so that a JPEG
+    decodes only its window), all from the crop stream of the first element's ``seed``: the
+    batch gets ``crop`` [B, 4] (normalised windows) and its boxes and labels as they will be
+    inside them (ragged). Drawn one image at a time, the same ops cost 0.35 ms per image."""
+    boxes = tf.cast(batch["boxes"], tf.float32)
+    crop, keep, _ = augment.choose_crops(boxes, batch["num_boxes"],
+                                         tf.random.experimental.stateless_split(batch["seed"][0], 3)[0])
+    boxes = augment.boxes_in_crop(boxes, crop[:, None, :])
+    batch = {k: v for k, v in batch.items() if k not in ("difficult", "num_boxes")}  # not needed from here
+    return {**batch, "crop": crop, "boxes": tf.ragged.boolean_mask(boxes, keep),
+            "labels": tf.ragged.boolean_mask(tf.cast(batch["labels"], tf.int32), keep)}
+
+
+def _planned(ds):
+    """Elements with ``crop`` and the boxes and labels inside it (``_plan_crops``), in order."""
+    ds = ds.map(lambda e: {**e, "num_boxes": tf.shape(e["labels"])[0]})
+    ds = ds.padded_batch(_PLAN_BATCH).map(_plan_crops).unbatch()
+    return ds.map(lambda e: {k: tf.convert_to_tensor(v) for k, v in e.items()})  # unbatched ragged: dense
 
 
 def _decode_crop(element, from_bytes):
@@ -254,7 +268,7 @@ def encode_y_true_fast(boxes, labels):
 def train_transform(element, image_size=anchors_lib.SSD300.image_size, augment_images=True):
     """One decoded element -> (image float32 [300, 300, 3] 0..255, y_true [8732, 5]).
 
-    With ``augment_images`` the element is already cropped (``_plan_crop``, ``_decode_crop``,
+    With ``augment_images`` the element is already cropped (``_plan_crops``, ``_decode_crop``,
     with the crop stream of ``element["seed"]``); jitter and flip use the other two streams.
     """
     image = tf.cast(element["image"], tf.float32)
@@ -298,7 +312,7 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
     ds = tf.data.Dataset.zip(ds, seeds).map(lambda e, s: {**e, "seed": s})
     decode_fn = None
     if augment_images:  # the crop is drawn first, so that a JPEG decodes only its window
-        ds = ds.map(_plan_crop, num_parallel_calls=parallel, deterministic=True)
+        ds = _planned(ds)
         decode_fn = lambda e: _decode_crop(e, from_bytes)  # noqa: E731
     ds = _decoded(ds, count, from_bytes, detection_set.name, parallel, decode_fn)
     ds = ds.map(lambda e: (*train_transform(e, augment_images=augment_images), e["ok"]),
