@@ -206,3 +206,37 @@ def test_resize_takes_the_plain_kernel_only_where_it_equals_the_antialiased_one(
     image = rng.integers(0, 256, (375, 500, 3)).astype(np.uint8)
     plain = tf.image.resize(image.astype(np.float32), [300, 300], antialias=False).numpy()
     assert np.abs(resize_image(image).numpy() - plain).max() > 10
+
+
+def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
+    """Crop, resize, jitter and flip move pixels and boxes together: every positive default box's
+    target, decoded, lies on the white object it was matched to, never on the black background."""
+    from PIL import Image
+    from ssd_tf import anchors, encoding
+    rng = np.random.default_rng(0)
+    sources, boxes = [], []
+    for i, (h, w) in enumerate([(150, 200), (420, 520)] * 8):  # enlarged and shrunk to 300
+        x0, y0 = rng.uniform(0.03, 0.2), rng.uniform(0.05, 0.5)  # left of centre: a flip moves it
+        box = np.array([x0, y0, x0 + rng.uniform(0.25, 0.4), y0 + rng.uniform(0.3, 0.45)], np.float32)
+        pixels = np.zeros((h, w, 3), np.uint8)
+        pixels[int(box[1] * h):int(box[3] * h), int(box[0] * w):int(box[2] * w)] = 255
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+        sources.append(str(tmp_path / f"{i}.png"))
+        boxes.append(box[None])
+    s = data.DetectionSet(sources=sources, boxes=boxes, labels=[np.array([1], np.int32)] * 16,
+                          difficult=[np.zeros(1, bool)] * 16, image_ids=list(range(16)),
+                          sizes=[(150, 200), (420, 520)] * 8, class_names=("background", "x"), category_ids=(0, 1))
+    priors = tf.constant(anchors.default_boxes(anchors.SSD300))
+    checked, flipped = 0, 0
+    for images, y_true in data.train_dataset(s, 8, seed=3).repeat(2):
+        for image, target in zip(images.numpy(), y_true):
+            positive = target[:, 4].numpy() > 0
+            decoded = encoding.offsets_to_boxes(target[:, :4], priors).numpy()[positive]
+            for box in np.unique(np.round(decoded, 3), axis=0):
+                x0, y0, x1, y1 = np.clip(box, 0, 1) * 300
+                inner = image[int(y0) + 3:int(np.ceil(y1)) - 3, int(x0) + 3:int(np.ceil(x1)) - 3].mean()
+                outer = np.concatenate([image[:, :max(int(x0) - 4, 0)].ravel(), image[:, int(np.ceil(x1)) + 4:].ravel()])
+                assert inner > 100 and (outer.size == 0 or outer.mean() < inner - 60), (box, inner, outer.mean())
+                checked += 1
+                flipped += (box[0] + box[2]) / 2 > 0.5  # the object started left of centre
+    assert checked >= 30 and 0 < flipped < checked

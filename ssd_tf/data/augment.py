@@ -157,15 +157,17 @@ def adjust_hue(image, delta):
     return tf.clip_by_value(tf.stack([channel(5.0), channel(3.0), channel(1.0)], axis=-1), 0.0, 255.0)
 
 
-def jitter_params(seed):
+def jitter_params(seed, shape=()):
     """Draw ColorJitter's factors and order from ``seed``: (brightness, contrast, saturation,
-    hue, order [4] int32: the indices of the four adjustments, in the order they apply)."""
+    hue, each of ``shape``; order ``shape`` + [4] int32: the indices of the four adjustments, in
+    the order they apply). Element 0 of a batch ``shape`` draws what ``shape=()`` draws."""
+    shape = list(shape)
     s_order, s_b, s_c, s_s, s_h = _seeds(seed, 5)
-    b = tf.random.stateless_uniform([], s_b, 1 - BRIGHTNESS, 1 + BRIGHTNESS)
-    c = tf.random.stateless_uniform([], s_c, 1 - CONTRAST, 1 + CONTRAST)
-    s = tf.random.stateless_uniform([], s_s, 1 - SATURATION, 1 + SATURATION)
-    h = tf.random.stateless_uniform([], s_h, -HUE, HUE)
-    order = tf.cast(tf.argsort(tf.random.stateless_uniform([4], s_order)), tf.int32)
+    b = tf.random.stateless_uniform(shape, s_b, 1 - BRIGHTNESS, 1 + BRIGHTNESS)
+    c = tf.random.stateless_uniform(shape, s_c, 1 - CONTRAST, 1 + CONTRAST)
+    s = tf.random.stateless_uniform(shape, s_s, 1 - SATURATION, 1 + SATURATION)
+    h = tf.random.stateless_uniform(shape, s_h, -HUE, HUE)
+    order = tf.cast(tf.argsort(tf.random.stateless_uniform(shape + [4], s_order), axis=-1), tf.int32)
     return b, c, s, h, order
 
 
@@ -189,13 +191,13 @@ def color_jitter(image, seed):
 
 
 def flip_boxes(boxes):
-    """Mirror normalised xyxy boxes left-right."""
-    return tf.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], axis=-1)
+    """Mirror normalised xyxy boxes [..., 4] left-right."""
+    return tf.stack([1.0 - boxes[..., 2], boxes[..., 1], 1.0 - boxes[..., 0], boxes[..., 3]], axis=-1)
 
 
-def draw_flip(seed, probability=0.5):
-    """Whether to flip, drawn from ``seed``: bool scalar, True with ``probability``."""
-    return tf.random.stateless_uniform([], seed) < probability
+def draw_flip(seed, probability=0.5, shape=()):
+    """Whether to flip, drawn from ``seed``: bool of ``shape``, True with ``probability``."""
+    return tf.random.stateless_uniform(list(shape), seed) < probability
 
 
 def random_flip(image, boxes, seed, probability=0.5):
