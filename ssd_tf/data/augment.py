@@ -111,7 +111,9 @@ _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L") and tor
 
 
 def _grayscale(image):
-    return tf.reduce_sum(image * tf.constant(_GRAY, image.dtype), axis=-1, keepdims=True)
+    # Channel by channel, not a reduction over the 3-wide last axis: XLA vectorises this.
+    r, g, b = tf.unstack(image, axis=-1)
+    return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b)[..., None]
 
 
 def adjust_brightness(image, factor):
@@ -121,7 +123,10 @@ def adjust_brightness(image, factor):
 
 def adjust_contrast(image, factor):
     """PIL ImageEnhance.Contrast: blend with the mean grey level of the image."""
-    mean = tf.reduce_sum(tf.reduce_mean(image, axis=[-3, -2]) * tf.constant(_GRAY, image.dtype), axis=-1)
+    # The grey level of every pixel as one product per pixel, then a plain mean: XLA runs this
+    # faster than a mean over height and width with the 3-wide channel axis kept.
+    flat = tf.reshape(image, tf.concat([tf.shape(image)[:-3], [-1, 3]], 0))
+    mean = tf.reduce_mean(tf.linalg.matvec(flat, tf.constant(_GRAY, image.dtype)), axis=-1)
     mean = mean[..., None, None, None] if image.shape.rank == 4 else mean
     return tf.clip_by_value((image - mean) * factor + mean, 0.0, 255.0)
 
