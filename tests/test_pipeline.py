@@ -235,7 +235,8 @@ def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
             for box in np.unique(np.round(decoded, 3), axis=0):
                 x0, y0, x1, y1 = np.clip(box, 0, 1) * 300
                 inner = image[int(y0) + 3:int(np.ceil(y1)) - 3, int(x0) + 3:int(np.ceil(x1)) - 3].mean()
-                outer = np.concatenate([image[:, :max(int(x0) - 4, 0)].ravel(), image[:, int(np.ceil(x1)) + 4:].ravel()])
+                left, right = image[:, :max(int(x0) - 4, 0)], image[:, int(np.ceil(x1)) + 4:]
+                outer = np.concatenate([left.ravel(), right.ravel()])
                 assert inner > 100 and (outer.size == 0 or outer.mean() < inner - 60), (box, inner, outer.mean())
                 checked += 1
                 flipped += (box[0] + box[2]) / 2 > 0.5  # the object started left of centre

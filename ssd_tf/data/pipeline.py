@@ -27,35 +27,30 @@ def _decode(element, from_bytes):
     return {**element, "image": image}
 
 
-_PLAN_BATCH = 64  # images whose crops are drawn together
+_BATCH = 64  # elements numbered (and their augmentations drawn) together, before decoding
 
 
 def _plan_crops(batch):
-    """Draw the augmentations of a padded batch of undecoded elements, all from the first
-    element's ``seed`` (its three streams: crops, jitter, flips). Crops first, so that a JPEG
-    decodes only its window. Each element gets ``crop`` [4] (normalised window), its boxes and
-    labels as they will be inside it and flipped (ragged across the batch), ``jitter`` [4]
-    (brightness, contrast, saturation, hue), ``order`` [4] and ``flip``. Drawn one image at a
-    time, the same ops cost 0.35 ms per image for the crop alone."""
+    """Draw the augmentations of a batch of undecoded elements (boxes and labels ragged), all
+    from the first element's ``seed`` (its three streams: crops, jitter, flips). Crops first, so
+    that a JPEG decodes only its window. Each element gets ``crop`` [4] (normalised window), its
+    boxes and labels as they will be inside it and flipped, ``jitter`` [4] (brightness,
+    contrast, saturation, hue), ``order`` [4] and ``flip``. Drawn one image at a time, the same
+    ops cost 0.35 ms per image for the crop alone."""
     boxes = tf.cast(batch["boxes"], tf.float32)
+    num_boxes, boxes = boxes.row_lengths(), boxes.to_tensor()
     n = tf.shape(boxes)[0]
     s_crop, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(batch["seed"][0], 3))
-    crop, keep, _ = augment.choose_crops(boxes, batch["num_boxes"], s_crop)
+    crop, keep, _ = augment.choose_crops(boxes, tf.cast(num_boxes, tf.int32), s_crop)
     *factors, order = augment.jitter_params(s_jitter, [n])
     flip = augment.draw_flip(s_flip, shape=[n])
     boxes = augment.boxes_in_crop(boxes, crop[:, None, :])
     boxes = tf.where(flip[:, None, None], augment.flip_boxes(boxes), boxes)
-    batch = {k: v for k, v in batch.items() if k not in ("difficult", "num_boxes")}  # not needed from here
+    labels = tf.cast(batch["labels"], tf.int32).to_tensor()
+    batch = {k: v for k, v in batch.items() if k != "difficult"}  # not needed from here
     return {**batch, "crop": crop, "boxes": tf.ragged.boolean_mask(boxes, keep),
-            "labels": tf.ragged.boolean_mask(tf.cast(batch["labels"], tf.int32), keep),
+            "labels": tf.ragged.boolean_mask(labels, keep),
             "jitter": tf.stack(factors, -1), "order": order, "flip": flip}
-
-
-def _planned(ds):
-    """Elements with ``crop`` and the boxes and labels inside it (``_plan_crops``), in order."""
-    ds = ds.map(lambda e: {**e, "num_boxes": tf.shape(e["labels"])[0]})
-    ds = ds.padded_batch(_PLAN_BATCH).map(_plan_crops).unbatch()
-    return ds.map(lambda e: {k: tf.convert_to_tensor(v) for k, v in e.items()})  # unbatched ragged: dense
 
 
 def _decode_crop(element, from_bytes):
@@ -90,18 +85,25 @@ def _blank(spec):
     return tf.fill(shape, "") if spec.dtype == tf.string else tf.zeros(shape, spec.dtype)
 
 
-def _name(element, from_bytes, name):
-    return tf.strings.format("{} image {}", (name, element["image_id"])) if from_bytes else element["source"]
+def _names(batch, from_bytes, name):
+    """[B] names of a batch's images for warnings: file paths, or the set's name and image ids."""
+    if from_bytes:
+        return tf.strings.join([f"{name} image ", tf.strings.as_string(batch["image_id"])])
+    return batch["source"]
 
 
-def _number(state, element, from_bytes, name, count):
-    """scan step before decoding: number the element (``pos``; the end marker gets ``count``, so
-    that images missing before it count as failed) and attach the names of the ``_RECENT``
-    elements before it (``recent``), to name images that fail."""
+def _number(state, batch, from_bytes, name, count):
+    """scan step over batches, before decoding: number each element (``pos``; the end marker
+    gets ``count``, so that images missing before it count as failed) and attach the names of
+    the ``_RECENT`` elements before it (``recent``), to name images that fail. Per batch, not
+    per element: a sequential step per element cost about 4 % of the training pipeline."""
     pos, recent = state
-    recent_next = tf.concat([recent[1:], [_name(element, from_bytes, name)]], 0)
-    number = tf.where(element["end"], tf.constant(-1 if count is None else count, tf.int64), pos)
-    return (pos + 1, recent_next), {**element, "pos": number, "recent": recent}
+    names = tf.concat([recent, _names(batch, from_bytes, name)], 0)  # [_RECENT + B]
+    b = tf.shape(names)[0] - _RECENT
+    number = tf.where(batch["end"], tf.constant(-1 if count is None else count, tf.int64),
+                      pos + tf.range(b, dtype=tf.int64))
+    before = tf.gather(names, tf.range(b)[:, None] + tf.range(_RECENT)[None, :])  # [B, _RECENT]
+    return (pos + tf.cast(b, tf.int64), names[-_RECENT:]), {**batch, "pos": number, "recent": before}
 
 
 def _find_gaps(state, element):
@@ -125,7 +127,7 @@ def _find_gaps(state, element):
     return (element["pos"], failures), element
 
 
-def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None):
+def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None, plan=None):
     """Decode each element's image, in order (``ok`` True). An image that cannot be read or
     decoded (a file changed on disk since parsing, or one a reader never fully checked) is
     skipped, named on stderr and counted, never a crash deep in TensorFlow, never lost silently.
@@ -133,23 +135,29 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None):
     With a known ``count`` the result keeps it: stand-ins (``ok`` False, a 1x1 black image) make
     up for skipped images at the end of the pass, and ``drop_failed`` removes them after
     batching, so Keras knows the epoch length. ``decode_fn``: element -> element with "image"
-    (default: decode the whole image)."""
+    (default: decode the whole image). ``plan``: batch -> batch, run on batches of ``_BATCH``
+    undecoded elements (boxes and labels ragged), e.g. to draw augmentations."""
     decode_fn = decode_fn or (lambda e: _decode(e, from_bytes))
     ds = dataset.map(lambda e: {**e, "end": tf.constant(False)})
     if count is not None:  # an end marker reveals images that fail at the very end of a pass
         end = tf.nest.map_structure(_blank, ds.element_spec)
         end.update(end=tf.constant(True))
         ds = ds.concatenate(tf.data.Dataset.from_tensors(end))
-    # One sequential step numbers the elements and remembers names (it was two: enumerate, scan).
+    # In batches: ``plan`` (augmentations drawn per batch), then one sequential step that numbers
+    # the elements and remembers names.
+    ds = ds.ragged_batch(_BATCH)
+    if plan is not None:
+        ds = ds.map(plan, num_parallel_calls=parallel, deterministic=True)
     start = (tf.constant(0, tf.int64), tf.fill([_RECENT], ""))
-    ds = ds.scan(start, lambda state, e: _number(state, e, from_bytes, name, count))
+    ds = ds.scan(start, lambda state, e: _number(state, e, from_bytes, name, count)).unbatch()
+    ds = ds.map(lambda e: {k: tf.convert_to_tensor(v) for k, v in e.items()})  # unbatched ragged: dense
     stand_in = lambda e: {**e, "image": tf.zeros([1, 1, 3], tf.uint8)}  # noqa: E731
     decode = lambda e: tf.cond(e["end"], lambda: stand_in(e), lambda: decode_fn(e))  # noqa: E731
     ds = ds.map(lambda e: {**decode(e), "ok": tf.logical_not(e["end"])},
                 num_parallel_calls=parallel, deterministic=True).ignore_errors()
     ds = ds.scan((tf.constant(-1, tf.int64), tf.constant(0, tf.int64)), _find_gaps)
     if count is not None:
-        ds = ds.filter(lambda e: tf.logical_not(e["end"]))
+        # The end marker stays, as a stand-in (ok False): with no failures ``take`` stops before it.
         blank = tf.nest.map_structure(_blank, ds.element_spec)
         fill = tf.data.Dataset.from_tensors({**stand_in(blank), "ok": tf.constant(False)}).repeat()
         ds = ds.concatenate(fill).take(count)
@@ -316,10 +324,11 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip(ds, seeds).map(lambda e, s: {**e, "seed": s})
     decode_fn = None
+    plan = None
     if augment_images:  # the crop is drawn first, so that a JPEG decodes only its window
-        ds = _planned(ds)
+        plan = _plan_crops
         decode_fn = lambda e: _decode_crop(e, from_bytes)  # noqa: E731
-    ds = _decoded(ds, count, from_bytes, detection_set.name, parallel, decode_fn)
+    ds = _decoded(ds, count, from_bytes, detection_set.name, parallel, decode_fn, plan)
     ds = ds.map(lambda e: (*train_transform(e, augment_images=augment_images), e["ok"]),
                 num_parallel_calls=parallel, deterministic=seed is not None or None)
     # drop_failed in parallel: a batch of 8 images costs it about 2 ms, off the sequential path.
