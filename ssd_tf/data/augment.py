@@ -38,9 +38,9 @@ def choose_crop(boxes, seed):
 def choose_crops(boxes, num_boxes, seed):
     """:func:`choose_crop` for a batch: ``boxes`` [B, N, 4] of which the first ``num_boxes`` [B]
     of each row are real (the rest padding), all drawn from one ``seed``. Returns crop [B, 4],
-    keep [B, N] (False for padding), min_iou [B]. Image b draws the same as ``choose_crop``
-    would from ``seed`` if it came first; the batch shares the op overhead (0.35 ms per image
-    one by one on a CPU)."""
+    keep [B, N] (False for padding), min_iou [B]. Row 0 draws what ``choose_crop`` draws from
+    ``seed``, the other rows draw further along the same streams; the batch shares the op
+    overhead (0.35 ms per image one by one on a CPU)."""
     n = tf.shape(boxes)[0]
     s_mode, s_wh, s_xy = _seeds(seed, 3)
     modes = tf.random.stateless_uniform([n, _ROUNDS], s_mode, 0, len(_MIN_IOU), dtype=tf.int32)
