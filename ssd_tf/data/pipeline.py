@@ -31,9 +31,9 @@ def _decode(element, from_bytes):
 _BATCH = 64  # elements numbered (and their augmentations drawn) together, before decoding
 
 
-def _plan_crops(batch):
+def _plan_crops(batch, seed):
     """Draw the augmentations of a batch of undecoded elements (boxes and labels ragged), all
-    from the first element's ``seed`` (its three streams: crops, jitter, flips). Crops first, so
+    from one stateless ``seed`` [2] (its three streams: crops, jitter, flips). Crops first, so
     that a JPEG decodes only its window. Each element gets ``crop`` [4] (normalised window), its
     boxes and labels as they will be inside it and flipped, ``jitter`` [4] (brightness,
     contrast, saturation, hue), ``order`` [4] and ``flip``. Drawn one image at a time, the same
@@ -42,7 +42,7 @@ def _plan_crops(batch):
     boxes = ragged(tf.cast(batch["boxes"], tf.float32))
     num_boxes, boxes = boxes.row_lengths(), boxes.to_tensor()
     n = tf.shape(boxes)[0]
-    s_crop, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(batch["seed"][0], 3))
+    s_crop, s_jitter, s_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     crop, keep, _ = augment.choose_crops(boxes, tf.cast(num_boxes, tf.int32), s_crop)
     *factors, order = augment.jitter_params(s_jitter, [n])
     flip = augment.draw_flip(s_flip, shape=[n])
@@ -138,7 +138,7 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None, plan=No
     With a known ``count`` the result keeps it: stand-ins (``ok`` False, a 1x1 black image) make
     up for skipped images at the end of the pass, and ``drop_failed`` removes them after
     batching, so Keras knows the epoch length. ``decode_fn``: element -> element with "image"
-    (default: decode the whole image). ``plan``: batch -> batch, run on batches of ``_BATCH``
+    (default: decode the whole image). ``plan``: dataset -> dataset, on batches of ``_BATCH``
     undecoded elements (boxes and labels ragged), e.g. to draw augmentations."""
     decode_fn = decode_fn or (lambda e: _decode(e, from_bytes))
     ds = dataset.map(lambda e: {**e, "end": tf.constant(False)})
@@ -150,7 +150,7 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None, plan=No
     # the elements and remembers names.
     ds = ds.ragged_batch(_BATCH)
     if plan is not None:
-        ds = ds.map(plan, num_parallel_calls=parallel, deterministic=True)
+        ds = plan(ds)
     start = (tf.constant(0, tf.int64), tf.fill([_RECENT], ""))
     ds = ds.scan(start, lambda state, e: _number(state, e, from_bytes, name, count)).unbatch()
     ds = ds.map(lambda e: {k: tf.convert_to_tensor(v) for k, v in e.items()})  # unbatched ragged: dense
@@ -323,13 +323,16 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
             # Different shuffles and augmentation draws on each worker; one pipeline keeps the seed.
             seed += 7919 * input_context.input_pipeline_id
     ds, count, from_bytes = _elements(detection_set, True, shuffle, seed, input_context, parallel, drop_difficult)
-    # One stateless seed pair per element, different every epoch, fixed by ``seed``.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
-    ds = tf.data.Dataset.zip(ds, seeds).map(lambda e, s: {**e, "seed": s})
-    decode_fn = None
-    plan = None
+    decode_fn = plan = None
     if augment_images:  # the crop is drawn first, so that a JPEG decodes only its window
-        plan = _plan_crops
+        def plan(batches):
+            # One stateless seed pair per batch, different every epoch, fixed by ``seed``: the
+            # first two of every 2 * _BATCH numbers of the stream (the pair its first element
+            # would get, were each element given one).
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            seeds = seeds.batch(2 * _BATCH, drop_remainder=True).map(lambda s: s[:2])
+            return tf.data.Dataset.zip(batches, seeds).map(_plan_crops, num_parallel_calls=parallel,
+                                                             deterministic=True)
         decode_fn = lambda e: _decode_crop(e, from_bytes)  # noqa: E731
     ds = _decoded(ds, count, from_bytes, detection_set.name, parallel, decode_fn, plan)
     ds = ds.map(lambda e: (*train_transform(e, augment_images=augment_images), e["ok"]),
