@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import os
 import pathlib
 import statistics
 import time
@@ -18,7 +17,7 @@ from ssd_tf.model import build_ssd300
 
 def _machine():
     gpus = tf.config.list_physical_devices("GPU")
-    return f"{os.cpu_count()} CPU cores, {len(gpus)} GPU(s), TF {tf.__version__}"
+    return f"{data_lib.pipeline.usable_cores()} CPU cores, {len(gpus)} GPU(s), TF {tf.__version__}"
 
 
 def _rates(runs, passes, epochs=2):
@@ -54,7 +53,8 @@ def _keras_run(dataset, batches):
 
 def seed_loader(detection_set, batch_size=8, workers=None, seed=0):
     """The seed's training transforms (PIL and torch, ``ssd_tf.seed_reference``) in a torch
-    DataLoader with ``workers`` processes (default: one per core), over the same images."""
+    DataLoader with ``workers`` processes (default: one per core this process may use), over the
+    same images."""
     import torch
 
     from ssd_tf import seed_reference
@@ -63,7 +63,8 @@ def seed_loader(detection_set, batch_size=8, workers=None, seed=0):
     dataset = seed_reference.DetectionDataset(usable.sources, usable.boxes, usable.labels,
                                               seed_reference.train_transform())
     torch.manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, num_workers=workers or os.cpu_count(),
+    workers = workers or data_lib.pipeline.usable_cores()  # the cores our pipeline sizes its pool by
+    return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, num_workers=workers,
                                        persistent_workers=True, multiprocessing_context="fork")
 
 

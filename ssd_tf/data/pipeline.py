@@ -224,9 +224,10 @@ def drop_failed(*batch):
     return tuple(tf.nest.map_structure(keep, p) for p in parts)
 
 
-def _cores():
+def usable_cores():
+    """CPU cores this process may run on (its affinity: containers, taskset), else all."""
     try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
@@ -241,7 +242,7 @@ def _options():
     # measured 327 -> 370 images/s on 2 cores (``scripts/benchmark.py data``). Its own pool also
     # keeps the input pipeline off the threads that run the training step.
     options.threading.max_intra_op_parallelism = 1
-    options.threading.private_threadpool_size = 2 * _cores()
+    options.threading.private_threadpool_size = 2 * usable_cores()
     return options
 
 
