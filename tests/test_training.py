@@ -368,16 +368,21 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
     """)
     assert out.returncode == 0, out.stderr[-3000:]
     count, synced, unsynced, step_synced, step_unsynced, floor = map(float, out.stdout.split("RESULT")[1].split())
+    print("sync BN: moving statistics", synced, unsynced, "update", step_synced, step_unsynced, "floor", floor)
     assert int(count) == 2 * 53  # moving mean and variance of every batch norm
     # Keras computes synchronised variance as E[x^2] - E[x]^2 in float32: about 1e-3 relative on
     # the large activations after conv1, against tf.nn.moments on one device.
     assert synced < 5e-3, (synced, unsynced)
     assert unsynced > 10 * synced, (synced, unsynced)  # per-replica statistics differ
     # The update through 53 batch norms of a randomly initialised network is sensitive to that
-    # rounding: one device's update moves by about 5 % (L2) when only the variance formula changes
-    # (``floor``, synchronised BN on one device). Two synchronised replicas are that close; two
-    # unsynchronised ones are off by more than the update itself.
-    assert step_synced < 0.1 and floor < 0.1, (step_synced, floor)
+    # rounding: one device's update moves by 5 to 10 % (L2) when only the variance formula changes
+    # (``floor``: synchronised BN on one device; 0.05 on an AMX Xeon, 0.10 on an AVX2 EPYC, whose
+    # oneDNN kernels round differently). That is this CPU's noise; two synchronised replicas must be
+    # within it, unsynchronised ones are off by more than the update itself (> 0.5, as their
+    # statistics differ by far more than rounding). The bound sits between the two: 0.25, 2.5x the
+    # worst noise measured and half the unsynchronised gap; the noise itself must stay below it, or
+    # this CPU could not tell the two apart.
+    assert floor < 0.25 and step_synced < 0.25, (step_synced, floor)
     assert step_unsynced > 0.5, step_unsynced
 
 
