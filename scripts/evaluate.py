@@ -22,16 +22,20 @@ def main(argv=None):
     p.add_argument("--dataset", choices=["voc", "coco", "tfrecord", "synthetic"], required=True)
     p.add_argument("--data-dir")
     p.add_argument("--split", help="VOC: ImageSets/Main name (default val); COCO: e.g. val2017 (default); "
-                                   "tfrecord: a split name or role (default val)")
+                                   "tfrecord: a split name or role (default val); synthetic: val (default) or train")
     p.add_argument("--classes", help="VOC class names, comma-separated (default: the model's classes)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=1000, help="synthetic: which generated set (training validates on 1000)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: the training run's --seed (default 0)")
+    p.add_argument("--synthetic-images", type=int, default=64,
+                   help="synthetic: the training run's --synthetic-images (default 64); with --split val (the "
+                        "default) this scores the images that run validated on")
     p.add_argument("--output", help="also write the report as JSON here")
     args = p.parse_args(argv)
     try:
         report, dataset = evaluation.evaluate_artifact(
             args.model, args.dataset, args.data_dir, args.split,
-            args.classes.split(",") if args.classes else None, args.batch_size, args.seed)
+            [c.strip() for c in args.classes.split(",")] if args.classes else None, args.batch_size, args.seed,
+            args.synthetic_images)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     print(f"{args.model} on {dataset.name} ({len(dataset)} images, {report['num_detections']} detections; "

@@ -12,6 +12,7 @@
 import argparse
 import logging
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,7 +31,7 @@ def build_parser():
     p.add_argument("--train-split", help="VOC: ImageSets/Main name (default train); COCO: e.g. train2017")
     p.add_argument("--val-split", help="VOC default val; COCO default val2017; '' for none")
     p.add_argument("--classes", help="comma-separated VOC class names (default: the 20 VOC classes)")
-    p.add_argument("--epochs", type=int, help="default: synthetic 6, voc 120, coco and tfrecord 65")
+    p.add_argument("--epochs", type=int, help="default: synthetic 7, voc 120, coco and tfrecord 65")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="global batch size (all replicas)")
     p.add_argument("--lr", type=float, help="learning rate per 32 images (scaled by batch size / 32); "
                                             "default: synthetic 0.04, otherwise 2.6e-3 (NVIDIA)")
@@ -41,7 +42,15 @@ def build_parser():
     p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
     p.add_argument("--mixed-precision", choices=[name for name in PRECISIONS if name])
     p.add_argument("--backbone-weights", default=None,
-                   help="imagenet | none | PATH to ResNet50 weights (default: none for synthetic, imagenet otherwise)")
+                   help="imagenet | none | PATH to ResNet50 weights: for the torchvision layout a torchvision state "
+                        "dict (.pth; imagenet: resnet50-0676ba61.pth), for the keras layout a keras.applications "
+                        ".h5 (default: none for synthetic, imagenet otherwise)")
+    p.add_argument("--backbone-layout", choices=["torchvision", "keras"],
+                   help="ResNet50 layout: torchvision (NVIDIA SSD300 v1.1's, the default) or keras "
+                        "(keras.applications', caffe preprocessing); default with --init-from: that model's")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from a trained model's weights (run folder, .keras file or imported folder): layers "
+                        "whose shapes fit are copied, class heads of another class count are re-initialised")
     p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--output", help="run folder (default runs/ssd300-<dataset>-<time>)")
@@ -50,7 +59,7 @@ def build_parser():
     p.add_argument("--synthetic-images", type=int, default=DEFAULTS.synthetic_images)
     p.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
                    help="validate every N epochs and after the last: validation loss (after precise BN), COCO mAP, "
-                        "TensorBoard images (0: not while training; default: synthetic 3, otherwise 1)")
+                        "TensorBoard images (0: not while training; default: synthetic 4, otherwise 1)")
     p.add_argument("--sync-bn", action="store_true",
                    help="batch norm statistics over all replicas and workers (for small per-replica batches)")
     p.add_argument("--precise-bn", type=int, default=DEFAULTS.precise_bn, metavar="BATCHES",
@@ -84,7 +93,8 @@ def config_from_args(args):
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
-        mixed_precision=args.mixed_precision, backbone_weights=args.backbone_weights, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, backbone_weights=args.backbone_weights,
+        backbone_layout=args.backbone_layout, init_from=args.init_from, strategy=args.strategy,
         seed=args.seed,
         output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,
         eval_every=args.eval_every, sync_bn=args.sync_bn, precise_bn=args.precise_bn,
@@ -97,6 +107,9 @@ def main(argv=None):
         result = training.train(config_from_args(parse_args(argv)))
     except TrainingDiverged as err:
         raise SystemExit(f"error: {err}") from None
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # a user error: one line, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     s = result["summary"]
     if s.get("already_finished"):
         print(f"{result['run_dir']} already finished {s['completed_epochs']} epochs; nothing to do "

@@ -42,6 +42,21 @@ def classes_beside(path):
     return read_classes(path if path.is_dir() else path.parent)
 
 
+def layout_beside(path):
+    """The backbone layout a weights-only checkpoint was trained with: its run folder's config.json
+    (the folder, or up to two levels above a file). Runs from before layouts existed, and files
+    without a config, are keras.applications' layout ("keras")."""
+    path = pathlib.Path(path)
+    for folder in ([path] if path.is_dir() else []) + list(path.parents)[:2]:
+        config = folder / "config.json"
+        if config.is_file():
+            try:
+                return json.loads(config.read_text()).get("backbone_layout") or "keras"
+            except (ValueError, OSError):
+                break
+    return "keras"
+
+
 def first_line(err):
     """The first line of an exception's message (its type name when empty), for errors that name a file."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:500]
@@ -105,14 +120,14 @@ def load_keras_model(path, num_classes=None):
             return load_keras_model(backup, num_classes)
         latest = tf.train.latest_checkpoint(str(path / "checkpoints"))
         if latest and num_classes:  # a multi-worker run's tf.train checkpoint
-            model = build_ssd300(num_classes)
+            model = build_ssd300(num_classes, backbone_layout=layout_beside(path))
             restore_checkpoint(latest, model)
             return model
         raise FileNotFoundError(f"{path}: no final.keras, or no checkpoint with a classes.json, in this folder")
     if path.name.endswith(".weights.h5"):
         if not num_classes:
             raise ValueError(f"{path}: a weights file needs num_classes (or a classes.json beside it)")
-        return load_weights_file(build_ssd300(num_classes), path)
+        return load_weights_file(build_ssd300(num_classes, backbone_layout=layout_beside(path)), path)
     if path.suffix == ".keras":
         return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
     raise ValueError(f"{path}: not a run folder, .keras or .weights.h5 file")

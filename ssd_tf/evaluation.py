@@ -218,19 +218,21 @@ def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
     return evaluate_detections(detection_set, results, verbose)
 
 
-def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=1000):
+def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=0,
+                      synthetic_images=64):
     """Evaluate a run folder / .keras / SavedModel on a data set read by kind (voc, coco, synthetic).
 
     VOC classes default to the model's own; the data set must have the model's class count.
-    ``seed`` picks the synthetic set (training validates on seed + 1000). Returns (report, dataset).
+    The built-in set: ``split`` (default "val") of the run with ``seed`` and ``synthetic_images``,
+    the images that run validated on. Returns (report, dataset).
     """
     from ssd_tf import artifacts
     from ssd_tf.data import read_dataset
 
     predictor = artifacts.Predictor(model_path, score_threshold=0.05)
     classes = list(classes) if classes else list(predictor.class_names[1:])
-    split = split or {"voc": "val", "coco": "val2017", "tfrecord": "val"}.get(kind)
-    dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=16, seed=seed)
+    split = split or {"voc": "val", "coco": "val2017", "tfrecord": "val", "synthetic": "val"}.get(kind)
+    dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images, seed=seed)
     if dataset.num_classes != len(predictor.class_names):
         raise ValueError(f"{model_path} has {len(predictor.class_names) - 1} classes, {dataset.name} has "
                          f"{dataset.num_classes - 1}: evaluate on the data the model was trained for")

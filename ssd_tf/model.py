@@ -38,17 +38,23 @@ def _head(feature, boxes_per_cell, values_per_box, name):
     return layers.Reshape((boxes_per_cell * size * size, values_per_box), name=name + "_flat")(x)
 
 
-def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=False, zero_init_residual=False):
+def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=False, zero_init_residual=False,
+                 backbone_layout=backbone_lib.DEFAULT_LAYOUT):
     """Build SSD300-ResNet50.
 
     Args:
       num_classes: classes including background (class 0).
-      backbone_weights: None (random init), "imagenet" (keras.applications' ResNet50 weights,
-        downloaded or from Keras' cache) or the path of a ResNet50 weights file.
+      backbone_weights: None (random init), "imagenet" or the path of a ResNet50 weights file, as
+        the layout takes them: "torchvision", torchvision's ``resnet50-0676ba61.pth`` (downloaded
+        to Keras' cache) or a torchvision state-dict file; "keras", keras.applications' weights
+        or their .h5 file.
       sync_bn: batch norm statistics over all replicas of a tf.distribute strategy (Keras
         ``BatchNormalization(synchronized=True)``), for small per-replica batches.
       zero_init_residual: start each ResNet residual branch's last batch-norm scale at 0, for
         training from random weights (pretrained weights overwrite it).
+      backbone_layout: "torchvision" (NVIDIA SSD300 v1.1's ResNet50 "v1.5", torchvision's
+        normalisation) or "keras" (keras.applications' ResNet50 "v1", caffe normalisation); see
+        ``ssd_tf.backbone``. The layout is saved with the model.
     Returns:
       A functional ``keras.Model``. Input: float32 RGB images [B, 300, 300, 3], 0..255
       (normalisation happens inside). Output: float32 [B, 8732, 4 + num_classes]: per default
@@ -63,8 +69,8 @@ def build_ssd300(num_classes=21, backbone_weights=None, name="ssd300", sync_bn=F
     spec = anchors_lib.SSD300
     size = spec.image_size
     images = keras.Input((size, size, 3), dtype="float32", name="images")
-    x = backbone_lib.CaffePreprocess(name="preprocess")(images)
-    x = backbone_lib.resnet50_conv4(x, sync_bn, zero_init_residual)
+    x = backbone_lib.preprocess_layer(backbone_layout)(images)
+    x = backbone_lib.resnet50_conv4(x, sync_bn, zero_init_residual, backbone_layout)
     features = [x]
     for k, (middle, out, stride, padding) in enumerate(EXTRA_BLOCKS, start=1):
         x = _extra_block(x, middle, out, stride, padding, f"extra{k}", sync_bn)

@@ -20,7 +20,8 @@ import tensorflow as tf
 from ssd_tf import artifacts
 from ssd_tf import callbacks as callbacks_lib
 from ssd_tf import data as data_lib
-from ssd_tf import distribute, evaluation, losses, prediction
+from ssd_tf import distribute, evaluation, finetune, losses, prediction
+from ssd_tf.backbone import layout_of
 from ssd_tf.config import TrainConfig
 from ssd_tf.model import build_ssd300
 from ssd_tf.optimizers import TorchSGD
@@ -34,10 +35,9 @@ log = logging.getLogger("ssd_tf.training")
 def load_datasets(config):
     """(train DetectionSet, validation DetectionSet or None) for a resolved config."""
     if config.dataset == "synthetic":
-        train = data_lib.read_dataset("synthetic", synthetic_images=config.synthetic_images, seed=config.seed)
-        val = data_lib.read_dataset("synthetic", synthetic_images=max(4, config.synthetic_images // 4),
-                                    seed=config.seed + 1000)
-        return train, val
+        read = lambda split: data_lib.read_dataset("synthetic", split=split,  # noqa: E731
+                                                   synthetic_images=config.synthetic_images, seed=config.seed)
+        return read("train"), read("val")
     read = lambda split: data_lib.read_dataset(config.dataset, config.data_dir, split, config.classes)  # noqa: E731
     return read(config.train_split), (read(config.val_split) if config.val_split else None)
 
@@ -141,6 +141,14 @@ def train(config, callbacks=(), model_fn=None):
             log.info("%s already finished %d of %d epochs: nothing to train", run, done, config.epochs)
             summary = {"already_finished": True, "epochs": config.epochs, "completed_epochs": done}
             return {"run_dir": run, "model": None, "history": {}, "summary": summary}
+    source = None
+    if config.init_from and not (config.resume and completed_epochs(run)):  # resumed: weights come from the run
+        source = finetune.load_source(config.init_from)
+        if config.backbone_layout is None:  # the fine-tuned model keeps its source's layout
+            config.backbone_layout = layout_of(source)
+        elif config.backbone_layout != layout_of(source):
+            raise ValueError(f"--init-from {config.init_from}: its backbone layout is {layout_of(source)!r}, "
+                             f"--backbone-layout asks for {config.backbone_layout!r}")
     if chief:
         config.save(run / "config.json")
     keras.utils.set_random_seed(config.seed)
@@ -174,7 +182,10 @@ def train(config, callbacks=(), model_fn=None):
             weights = None if config.backbone_weights == "none" else config.backbone_weights
             # From random weights, residual blocks start as identities (zero-init residual BN scale).
             model = build_ssd300(train_set.num_classes, backbone_weights=weights, sync_bn=config.sync_bn,
-                                 zero_init_residual=weights is None)
+                                 zero_init_residual=weights is None and source is None,
+                                 backbone_layout=config.backbone_layout)
+        if source is not None:
+            finetune.record(finetune.init_from(model, source), run if chief else None)
         optimizer = build_optimizer(config, steps_per_epoch)
 
     with strategy.scope():

@@ -69,6 +69,7 @@ def test_saved_model_layout_and_single_copy_of_variables(exported, run_folder):
     assert export.next_version(exported.parent) == 2
 
 
+@pytest.mark.slow
 def test_fresh_process_detections_equal_keras(exported, run_folder, raccoon_images, tmp_path):
     code = """
 import sys, json, numpy as np, tensorflow as tf
@@ -97,6 +98,7 @@ np.savez(sys.argv[2], **{k: v.numpy() for k, v in out.items()})
         np.testing.assert_array_equal(served["detection_classes"][i, :n][theirs], classes[ours])
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_and_run(exported, raccoon_images, tmp_path):
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
     show = subprocess.run([str(cli), "show", "--dir", str(exported), "--all"], env=ENV,
@@ -134,6 +136,7 @@ def test_wrong_inputs_give_clear_errors(exported):
             sig[name](**kwargs)
 
 
+@pytest.mark.slow
 def test_predict_cli_writes_drawn_images_and_pixel_json(run_folder, raccoon_images, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -160,18 +163,49 @@ def test_predict_cli_writes_drawn_images_and_pixel_json(run_folder, raccoon_imag
         assert np.abs(drawn.astype(int) - original).max() > 100  # boxes were drawn
 
 
-def test_evaluate_cli_keras_and_saved_model_agree(run_folder, exported):
-    args = ["--dataset", "voc", "--data-dir", str(shared_data("raccoon", "VOC2007")), "--split", "val"]
-    outs = []
-    for model in (run_folder, exported):
-        proc = subprocess.run([sys.executable, "scripts/evaluate.py", "--model", str(model), *args], cwd=ROOT,
-                              env=ENV, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "AP50" in proc.stdout and "raccoon" in proc.stdout
-        outs.append([line for line in proc.stdout.splitlines() if line.strip().startswith(("AP", "AR"))])
-    assert len(outs[0]) == 12
-    for a, b in zip(*outs):
-        assert abs(float(a.split()[-1]) - float(b.split()[-1])) < 2e-3
+@pytest.mark.slow
+def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsys):
+    """The three ways a model gets scored agree: the training callback (Keras, batches of 8),
+    evaluate.py on the run folder (Keras, batches of 8) and on the SavedModel (the serving graph,
+    one image at a time).
+
+    Their detections are equal up to float32 rounding, which differs with batch size and CPU
+    (about 1e-6 in scores). Rounding can reorder two detections only where their scores lie
+    within it, and that moves AP only when one is a true positive and the other not: by at most
+    1 / (ground truths x 101 recall points) per swap at one IoU threshold, 2.3e-4 here (44
+    raccoons). This model's scores are the adverse case, densely near-tied (asserted: most
+    neighbouring scores within 1e-5), so a handful of swaps may happen: tolerance 2e-3 per stat.
+    """
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import evaluate as evaluate_cli
+
+    from ssd_tf import data, evaluation
+
+    val = data.read_voc(shared_data("raccoon", "VOC2007"), "val", class_names=("raccoon",))
+    model = artifacts.load_keras_model(run_folder)
+    logs = {}
+    callback = evaluation.COCOEvaluation(val, every=1)
+    callback.set_model(model)
+    callback.on_epoch_end(0, logs)
+    stats = []
+    for path in (run_folder, exported):
+        capsys.readouterr()
+        evaluate_cli.main(["--model", str(path), "--dataset", "voc", "--data-dir",
+                           str(shared_data("raccoon", "VOC2007")), "--split", "val", "--output",
+                           str(exported.parent / f"report-{path.name}.json")])
+        out = capsys.readouterr().out
+        assert "raccoon" in out and f"{len(val)} images, 4000 detections" in out  # 100 in each image
+        stats.append(json.loads((exported.parent / f"report-{path.name}.json").read_text())["stats"])
+    keras_cli, saved_model_cli = stats
+    assert keras_cli["AP50"] > 0.01  # it finds raccoons: agreement means something
+    assert logs["val_mAP"] == pytest.approx(keras_cli["AP"], abs=2e-3)
+    assert logs["val_AP50"] == pytest.approx(keras_cli["AP50"], abs=2e-3)
+    for name, value in keras_cli.items():
+        assert saved_model_cli[name] == pytest.approx(value, abs=2e-3), name
+    # The adverse case: scores tied to within rounding, as a confident detector's saturate.
+    results = evaluation.predict_coco_results(model, val.subset(range(8)), detector=callback._detector)
+    scores = np.sort([r["score"] for r in results])
+    assert np.mean(np.diff(scores) < 1e-5) > 0.3
 
 
 def _truncated_copy(path, target):
@@ -180,6 +214,7 @@ def _truncated_copy(path, target):
     return pathlib.Path(target)
 
 
+@pytest.mark.slow
 def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
     """Every way of naming a model raises, naming the file, when its weights don't fit."""
     import keras

@@ -44,10 +44,34 @@ def test_keras_save_load_gives_equal_outputs(ssd21, tmp_path):
     np.testing.assert_allclose(loaded(x, training=False), ssd21(x, training=False), rtol=1e-5, atol=1e-5)
 
 
-def test_normalisation_is_inside_the_model(ssd21):
-    layer = ssd21.get_layer("preprocess")
+def test_normalisation_is_inside_the_model_and_follows_the_layout(ssd21):
     rgb = np.array([[[[10.0, 20.0, 30.0]]]], np.float32)
-    np.testing.assert_allclose(layer(rgb), [[[[30 - 103.939, 20 - 116.779, 10 - 123.68]]]], rtol=1e-6)
+    # The default, NVIDIA's: torchvision's ImageNet normalisation of RGB / 255.
+    assert backbone.layout_of(ssd21) == "torchvision"
+    expected = [(v / 255 - m) / s for v, m, s in zip((10, 20, 30), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    np.testing.assert_allclose(ssd21.get_layer("preprocess")(rgb)[0, 0, 0], expected, rtol=1e-5)
+    # keras.applications' layout: caffe BGR minus channel means.
+    caffe = backbone.preprocess_layer("keras")
+    np.testing.assert_allclose(caffe(rgb), [[[[30 - 103.939, 20 - 116.779, 10 - 123.68]]]], rtol=1e-6)
+
+
+def test_layouts_differ_where_resnet_v1_and_v1_5_differ(ssd21):
+    keras_layout = ssd_tf.build_ssd300(num_classes=21, backbone_layout="keras")
+    assert backbone.layout_of(keras_layout) == "keras"
+    # v1.5 (torchvision, NVIDIA): conv3's stride on the 3x3 conv, no conv biases, epsilon 1e-5.
+    assert ssd21.get_layer("conv3_block1_1_conv").strides == (1, 1)
+    assert ssd21.get_layer("conv3_block1_2_conv").strides == (2, 2)
+    assert not ssd21.get_layer("conv2_block1_1_conv").use_bias and ssd21.get_layer("conv1_bn").epsilon == 1e-5
+    # v1 (keras.applications): the stride on the first 1x1 conv, conv biases, epsilon 1.001e-5.
+    assert keras_layout.get_layer("conv3_block1_1_conv").strides == (2, 2)
+    assert keras_layout.get_layer("conv3_block1_2_conv").strides == (1, 1)
+    assert keras_layout.get_layer("conv2_block1_1_conv").use_bias
+    # Both keep conv4 at stride 1 and end in 38x38x1024; v1.5 has fewer weights (no conv biases).
+    for model in (ssd21, keras_layout):
+        assert model.get_layer("conv4_block6_out").output.shape[1:] == (38, 38, 1024)
+    assert keras_layout.count_params() > ssd21.count_params()
+    with pytest.raises(ValueError, match="backbone layout must be one of torchvision, keras"):
+        ssd_tf.build_ssd300(backbone_layout="caffe")
 
 
 def test_head_kernels_are_xavier_uniform(ssd21):
@@ -63,26 +87,33 @@ def test_backbone_weights_from_file(tmp_path):
     stock = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(300, 300, 3))
     path = tmp_path / "resnet50_notop.weights.h5"
     stock.save_weights(path)
-    model = ssd_tf.build_ssd300(num_classes=2, backbone_weights=str(path))
+    model = ssd_tf.build_ssd300(num_classes=2, backbone_weights=str(path), backbone_layout="keras")
     for name in ("conv1_conv", "conv3_block1_1_conv", "conv4_block1_0_conv", "conv4_block6_3_bn"):
         for ours, theirs in zip(model.get_layer(name).get_weights(), stock.get_layer(name).get_weights()):
             np.testing.assert_array_equal(ours, theirs)
 
 
 def test_imagenet_weights_offline_error_says_what_to_do(monkeypatch):
-    def no_network(**kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...: [Errno -2] Name or service not known")
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://...: [Errno -2] Name or service not known")
 
     monkeypatch.setattr(backbone.keras.applications, "ResNet50", no_network)
     with pytest.raises(RuntimeError, match="no internet access.*backbone_weights"):
+        ssd_tf.build_ssd300(backbone_weights="imagenet", backbone_layout="keras")
+    # The default layout's "imagenet" is torchvision's file, fetched into Keras' cache.
+    monkeypatch.setattr(backbone.keras.utils, "get_file", no_network)
+    with pytest.raises(RuntimeError, match=r"resnet50-0676ba61\.pth on a connected machine and put it in .*models/"):
         ssd_tf.build_ssd300(backbone_weights="imagenet")
 
 
 def test_bad_weights_path_names_the_file(tmp_path):
     with pytest.raises(ValueError, match="missing.h5"):
-        ssd_tf.build_ssd300(backbone_weights=str(tmp_path / "missing.h5"))
+        ssd_tf.build_ssd300(backbone_weights=str(tmp_path / "missing.h5"), backbone_layout="keras")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        ssd_tf.build_ssd300(backbone_weights=str(tmp_path / "missing.pth"))
 
 
+@pytest.mark.slow
 def test_real_image_detections_equal_the_seeds_postprocess_of_the_model_outputs(ssd21):
     torch = pytest.importorskip("torch")
     seed = pytest.importorskip("ssd_tf.seed_reference")
@@ -118,3 +149,59 @@ def test_zero_init_residual_zeroes_only_each_bottlenecks_last_batch_norm_scale()
                                       model.get_layer("conv2_block2_out").output])
     block_in, block_out = probe(_images(1), training=False)
     np.testing.assert_allclose(block_out, np.maximum(block_in, 0), atol=1e-6)
+
+
+def test_files_saved_before_layouts_load_as_keras_layout_and_predict_as_before(tmp_path):
+    """A .keras file and a weights-only run folder written by the code before backbone layouts
+    (commit 41914b7) load as the keras.applications layout and give the outputs that code gave.
+    The old file is rebuilt from its stored config.json; its weights are set by a rule that
+    depends only on each variable's position and shape (tests/old_model_fixture.py)."""
+    import json
+    import pathlib
+    import zipfile
+
+    from old_model_fixture import SLOTS, deterministic_weights
+    from ssd_tf import artifacts
+
+    old = json.loads((pathlib.Path(__file__).parent / "data" / "ssd300-keras-layout-41914b7.json").read_text())
+    assert "backbone_layout" not in json.dumps(old["config"])  # the old file lacks the new setting
+    donor = ssd_tf.build_ssd300(num_classes=2, backbone_layout="keras")
+    deterministic_weights(donor)
+    donor.save(tmp_path / "donor.keras")
+    with zipfile.ZipFile(tmp_path / "donor.keras") as z:
+        weights = z.read("model.weights.h5")
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as z:
+        z.writestr("config.json", json.dumps(old["config"]))
+        z.writestr("metadata.json", json.dumps(old["metadata"]))
+        z.writestr("model.weights.h5", weights)
+    path = shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")
+    image = np.asarray(Image.open(path).convert("RGB").resize((300, 300), Image.BILINEAR), np.float32)[None]
+    expected = np.array(old["outputs"])
+    # float32 through 60 layers, on whichever CPU: 1e-3 of the largest output (about 256 here);
+    # another normalisation or stride moves them by the order of the outputs themselves.
+    tolerance = 1e-3 * np.abs(expected).max()
+
+    model = artifacts.load_keras_model(tmp_path / "old.keras")
+    assert backbone.layout_of(model) == "keras"
+    np.testing.assert_allclose(model(image, training=False).numpy()[0, SLOTS], expected, atol=tolerance)
+    # A run folder of that time with only a weights checkpoint: its config.json has no layout either.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"dataset": "synthetic", "seed": 0}))
+    artifacts.write_classes(run / "classes.json", ("background", "thing"))
+    donor.save_weights(run / "checkpoints" / "latest.weights.h5")
+    again = artifacts.load_keras_model(run)
+    assert backbone.layout_of(again) == "keras"
+    np.testing.assert_allclose(again(image, training=False).numpy()[0, SLOTS], expected, atol=tolerance)
+
+
+def test_importing_the_library_never_imports_torch():
+    """torch is an optional extra: only reading a PyTorch file imports it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ssd_tf, ssd_tf.nvidia, ssd_tf.torch_weights, ssd_tf.finetune, ssd_tf.training, "
+            "ssd_tf.evaluation, ssd_tf.export; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

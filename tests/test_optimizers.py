@@ -23,6 +23,7 @@ def _torch_sgd_steps(initial, lrs, momentum, weight_decay):
     return param.detach().numpy()
 
 
+@pytest.mark.slow
 def test_weight_decay_is_coupled_l2_on_kernels_only_as_pytorch_sgd():
     keras.utils.set_random_seed(0)
     model = ssd_tf.build_ssd300(num_classes=3)

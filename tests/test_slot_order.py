@@ -1,6 +1,7 @@
 """The model's 8732 output slots are in the order of ssd_tf.default_boxes()."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import ssd_tf
@@ -21,6 +22,7 @@ def _gradient_centre(model, slot, image):
     return float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum())
 
 
+@pytest.mark.slow
 def test_slot_receptive_field_centre_is_box_centre(ssd21):
     """Slot k's receptive field is centred on default box k (within one cell).
 

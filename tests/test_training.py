@@ -38,7 +38,7 @@ def test_schedule_warmup_step_and_cosine():
     assert float(again(65)) == pytest.approx(0.01)
 
 
-def test_config_defaults_and_validation():
+def test_config_defaults_and_validation(tmp_path):
     c = TrainConfig(dataset="coco", data_dir="x", batch_size=64).resolved()
     assert (c.epochs, c.warmup_steps, c.train_split) == (65, 300, "train2017")
     # Code and CLI resolve per-data-set defaults in one place: real data starts from ImageNet.
@@ -47,13 +47,21 @@ def test_config_defaults_and_validation():
     assert (c.schedule, c.precise_bn) == ("step", 8)
     # The built-in set trains from random weights in minutes: its own settings (README).
     s = TrainConfig().resolved()
-    assert (s.epochs, s.lr, s.warmup_steps, s.schedule, s.precise_bn) == (6, 0.04, 8, "cosine", 2)
+    assert (s.epochs, s.lr, s.warmup_steps, s.schedule, s.precise_bn) == (7, 0.04, 8, "cosine", 2)
+    # NVIDIA's network by default; a run folder saved before layouts existed resumes as keras'.
+    assert s.backbone_layout == "torchvision" and TrainConfig(init_from="run").resolved().backbone_layout is None
+    assert TrainConfig(dataset="voc", data_dir="x", init_from="run").resolved().backbone_weights == "none"
+    old = tmp_path / "config.json"
+    old.write_text(json.dumps({k: v for k, v in json.loads(json.dumps(vars(TrainConfig()))).items()
+                               if k not in ("backbone_layout", "init_from")}))
+    assert TrainConfig.load(old).backbone_layout == "keras"
     with pytest.raises(ValueError, match="--data-dir"):
         TrainConfig(dataset="voc").resolved()
     with pytest.raises(ValueError, match="strategy"):
         TrainConfig(strategy="tpu").resolved()
 
 
+@pytest.mark.slow
 def test_model_fit_from_user_code():
     train_set, val_set = data.make_synthetic(8, seed=0), data.make_synthetic(4, seed=1)
     model = ssd_tf.build_ssd300(num_classes=train_set.num_classes)
@@ -63,6 +71,7 @@ def test_model_fit_from_user_code():
     assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["val_loss"][0])
 
 
+@pytest.mark.slow
 def test_loss_falls_and_stays_finite():
     keras.utils.set_random_seed(0)
     train_set = data.make_synthetic(4, seed=2)
@@ -88,6 +97,7 @@ def test_mixed_float16_wiring():
         training.set_precision(None)
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_training_step_runs():
     try:
         training.set_precision("bfloat16")
@@ -103,6 +113,7 @@ def test_mixed_bfloat16_training_step_runs():
         training.set_precision(None)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_saved_epoch(tmp_path, capsys):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -141,6 +152,7 @@ def test_resume_continues_from_saved_epoch(tmp_path, capsys):
     assert training.completed_epochs(tmp_path / "run") == 4
 
 
+@pytest.mark.slow
 def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run(
@@ -155,7 +167,7 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     drawn = sorted((run / "predictions").glob("*.jpg"))
     assert [p.name for p in drawn] == [f"image-{i}.jpg" for i in range(4)]  # the first 4 validation images
     assert all(Image.open(p).size == (320, 240) for p in drawn)  # at the images' own size
-    # The built-in set validates every 3 epochs and after the last: here after epoch 2 only.
+    # The built-in set validates every 4 epochs and after the last: here after epoch 2 only.
     rows = [line.split(",") for line in (run / "history.csv").read_text().strip().splitlines()]
     epochs = [dict(zip(rows[0], row)) for row in rows[1:]]
     assert [e["epoch"] for e in epochs] == ["0", "1"]
@@ -166,7 +178,7 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     assert float(epochs[1]["val_AP50"]) == pytest.approx(summary["val_AP50"], abs=1e-4)
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"] == "synthetic" and config["epochs"] == 2 and config["lr"] == 0.04
-    assert config["eval_every"] == 3
+    assert config["eval_every"] == 4
     assert (run / "final.keras").is_file() and any((run / "checkpoints").iterdir())
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert events
@@ -190,6 +202,7 @@ def _diverging_config(output, **overrides):
                        output=str(output), val_images=0, eval_every=0, precise_bn=0, seed=0, **overrides)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_fit_at_that_step_and_keeps_last_checkpoint(tmp_path):
     with pytest.raises(callbacks.TrainingDiverged, match=r"loss is nan at step 2; the last finite loss was "
                                                             r"\d+\.\d+ at step 1"):
@@ -370,13 +383,15 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
     count, synced, unsynced, step_synced, step_unsynced, floor = map(float, out.stdout.split("RESULT")[1].split())
     print("sync BN: moving statistics", synced, unsynced, "update", step_synced, step_unsynced, "floor", floor)
     assert int(count) == 2 * 53  # moving mean and variance of every batch norm
-    # Keras computes synchronised variance as E[x^2] - E[x]^2 in float32: about 1e-3 relative on
-    # the large activations after conv1, against tf.nn.moments on one device.
-    assert synced < 5e-3, (synced, unsynced)
-    assert unsynced > 10 * synced, (synced, unsynced)  # per-replica statistics differ
+    # Keras computes synchronised variance as E[x^2] - E[x]^2 in float32, against tf.nn.moments on one
+    # device: relative error about eps x (mean / std)^2 x sqrt(N) for N = 90,000 values a channel, some
+    # 1e-3 where activations sit far from zero (measured 2.8e-3 on an AMX Xeon). The bound is 7x that;
+    # per-replica statistics are off by the order of the statistics themselves (measured 0.97).
+    assert synced < 2e-2, (synced, unsynced)
+    assert unsynced > 10 * synced, (synced, unsynced)
     # The update through 53 batch norms of a randomly initialised network is sensitive to that
     # rounding: one device's update moves by 5 to 10 % (L2) when only the variance formula changes
-    # (``floor``: synchronised BN on one device; 0.05 on an AMX Xeon, 0.10 on an AVX2 EPYC, whose
+    # (``floor``: synchronised BN on one device; 0.05 to 0.07 on an AMX Xeon, 0.10 on an AVX2 EPYC, whose
     # oneDNN kernels round differently). That is this CPU's noise; two synchronised replicas must be
     # within it, unsynchronised ones are off by more than the update itself (> 0.5, as their
     # statistics differ by far more than rounding). The bound sits between the two: 0.25, 2.5x the
@@ -527,7 +542,7 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
     assert {"epoch", "loss", "loc_loss", "cls_loss", "learning_rate", "val_loss", "val_loc_loss", "val_cls_loss",
             "val_mAP", "val_AP50"} <= set(header)
     assert all(np.isfinite(float(last[k])) for k in header)
-    # eval_every 3 (the built-in set's): the chief validated after the last epoch only.
+    # eval_every 4 (the built-in set's): the chief validated after the last epoch only.
     assert dict(zip(header, rows[1]))["val_loss"] == "NA"
     tags = {}
     for path in (run / "logs").rglob("events.out.tfevents.*"):

@@ -83,6 +83,16 @@ def make_synthetic(num_images=64, seed=0, image_size=(240, 320), max_objects=2, 
     )
 
 
+def builtin_split(split="train", train_images=64, seed=0):
+    """The built-in set as training reads it, the one definition of both splits: "train" is
+    ``train_images`` images from ``seed``; "val" is max(4, train_images // 4) from ``seed + 1000``."""
+    if split == "train":
+        return make_synthetic(train_images, seed=seed, name=f"synthetic-train-{seed}")
+    if split == "val":
+        return make_synthetic(max(4, train_images // 4), seed=seed + 1000, name=f"synthetic-val-{seed}")
+    raise ValueError(f"the built-in set has splits train and val, not {split!r}")
+
+
 def _iou(a, b):
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

@@ -171,8 +171,7 @@ def convert(kind, data_dir, output, splits=None, classes=None, images_per_shard=
     output.mkdir(parents=True, exist_ok=True)
     metas = {}
     for i, split in enumerate(splits):
-        dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images,
-                               seed=seed + 1000 * i)
+        dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images, seed=seed)
         if i == 0:
             write_classes(output / "classes.json", dataset.class_names, dataset.category_ids)
         metas[split] = write_split(dataset, output, split, images_per_shard, dataset.annotation_file, progress)

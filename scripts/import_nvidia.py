@@ -1,0 +1,41 @@
+"""Import NVIDIA's COCO-trained SSD300 v1.1 (PyTorch checkpoint) as a model folder.
+
+    python scripts/import_nvidia.py nvidia_ssdpyt_amp_200703.pt --output models/nvidia-coco
+
+writes models/nvidia-coco/final.keras and classes.json (background + COCO's 80 categories with
+their category ids); evaluate.py, predict.py, export.py and train.py --init-from take the folder.
+Needs torch to read the file: pip install "ssd-tf[torch]".
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="NVIDIA's training checkpoint (.pt), or a bare state dict of the same network")
+    p.add_argument("--output", required=True, help="model folder to write (must not hold a final.keras yet)")
+    p.add_argument("--num-classes", type=int, default=81,
+                   help="labels per box including background (default 81, NVIDIA's COCO model); another count "
+                        "imports with generic class names")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from ssd_tf import nvidia, torch_weights  # after parsing: --help answers without TensorFlow
+
+    try:
+        output, model = nvidia.import_nvidia(args.checkpoint, args.output, args.num_classes)
+    except (torch_weights.WeightsError, FileNotFoundError, FileExistsError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"imported {args.checkpoint}: {model.count_params():,} parameters, {args.num_classes} labels "
+          f"-> {output / 'final.keras'} and {output / 'classes.json'}")
+
+
+if __name__ == "__main__":
+    main()
