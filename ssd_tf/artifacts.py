@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ssd_tf.backbone import DEFAULT_LAYOUT, LAYOUTS
 from ssd_tf.model import build_ssd300
 from ssd_tf.serving import ServingModule
 
@@ -42,19 +43,35 @@ def classes_beside(path):
     return read_classes(path if path.is_dir() else path.parent)
 
 
-def layout_beside(path):
-    """The backbone layout a weights-only checkpoint was trained with: its run folder's config.json
-    (the folder, or up to two levels above a file). Runs from before layouts existed, and files
-    without a config, are keras.applications' layout ("keras")."""
+def layouts_to_try(path):
+    """Backbone layouts for a weights-only checkpoint, likeliest first: its run folder's config.json
+    says which (the folder, or up to two levels above a file; runs from before layouts existed
+    have none there, and were keras.applications' layout). Without a config.json, NVIDIA's
+    default first; the caller tries the other when the weights don't fit."""
     path = pathlib.Path(path)
+    first = DEFAULT_LAYOUT
     for folder in ([path] if path.is_dir() else []) + list(path.parents)[:2]:
         config = folder / "config.json"
         if config.is_file():
             try:
-                return json.loads(config.read_text()).get("backbone_layout") or "keras"
+                first = json.loads(config.read_text()).get("backbone_layout") or "keras"
             except (ValueError, OSError):
-                break
-    return "keras"
+                pass
+            break
+    return [first] + [layout for layout in LAYOUTS if layout != first]
+
+
+def _load_weights_only(path, num_classes, load):
+    """``load(model)`` into an SSD300 of each layout in turn; the first error if none fits."""
+    first_error = None
+    for layout in layouts_to_try(path):
+        model = build_ssd300(num_classes, backbone_layout=layout)
+        try:
+            load(model)
+            return model
+        except ValueError as err:
+            first_error = first_error or err
+    raise first_error
 
 
 def first_line(err):
@@ -120,14 +137,12 @@ def load_keras_model(path, num_classes=None):
             return load_keras_model(backup, num_classes)
         latest = tf.train.latest_checkpoint(str(path / "checkpoints"))
         if latest and num_classes:  # a multi-worker run's tf.train checkpoint
-            model = build_ssd300(num_classes, backbone_layout=layout_beside(path))
-            restore_checkpoint(latest, model)
-            return model
+            return _load_weights_only(path, num_classes, lambda model: restore_checkpoint(latest, model))
         raise FileNotFoundError(f"{path}: no final.keras, or no checkpoint with a classes.json, in this folder")
     if path.name.endswith(".weights.h5"):
         if not num_classes:
             raise ValueError(f"{path}: a weights file needs num_classes (or a classes.json beside it)")
-        return load_weights_file(build_ssd300(num_classes, backbone_layout=layout_beside(path)), path)
+        return _load_weights_only(path, num_classes, lambda model: load_weights_file(model, path))
     if path.suffix == ".keras":
         return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
     raise ValueError(f"{path}: not a run folder, .keras or .weights.h5 file")

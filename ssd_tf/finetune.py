@@ -17,15 +17,16 @@ def load_source(source):
     return artifacts.load_keras_model(source)
 
 
-def init_from(model, source):
+def init_from(model, source, source_name=None):
     """Copy into ``model`` each layer of ``source`` (a path or a Keras model) with the same name and
     weight shapes. With another class count the class heads (``conf*_conv``) don't fit and keep
     their initialisation; the backbone, extra blocks and box heads (``loc*_conv``) are copied.
 
-    Raises ValueError when the backbone layouts differ. Returns {"source", "copied",
-    "initialised"} (layer names).
+    Raises ValueError when the backbone layouts differ. Returns {"source" (``source_name``, or the
+    path), "copied", "initialised"} (layer names).
     """
     trained = load_source(source) if isinstance(source, (str, pathlib.Path)) else source
+    source = source_name or source
     ours, theirs = layout_of(model), layout_of(trained)
     if ours != theirs:
         raise ValueError(f"--init-from {source}: its backbone layout is {theirs!r}, this run's is {ours!r}: "

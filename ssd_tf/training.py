@@ -185,7 +185,7 @@ def train(config, callbacks=(), model_fn=None):
                                  zero_init_residual=weights is None and source is None,
                                  backbone_layout=config.backbone_layout)
         if source is not None:
-            finetune.record(finetune.init_from(model, source), run if chief else None)
+            finetune.record(finetune.init_from(model, source, config.init_from), run if chief else None)
         optimizer = build_optimizer(config, steps_per_epoch)
 
     with strategy.scope():

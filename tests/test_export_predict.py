@@ -202,9 +202,9 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
     assert logs["val_AP50"] == pytest.approx(keras_cli["AP50"], abs=2e-3)
     for name, value in keras_cli.items():
         assert saved_model_cli[name] == pytest.approx(value, abs=2e-3), name
-    # The adverse case: scores tied to within rounding, as a confident detector's saturate.
-    results = evaluation.predict_coco_results(model, val.subset(range(8)), detector=callback._detector)
-    scores = np.sort([r["score"] for r in results])
+    # The adverse case: scores tied to within rounding (0.62 of neighbours measured), as a confident
+    # detector's saturate.
+    scores = np.sort([r["score"] for r in evaluation.predict_coco_results(model, val, detector=callback._detector)])
     assert np.mean(np.diff(scores) < 1e-5) > 0.3
 
 
