@@ -37,3 +37,9 @@ def ssd21():
 
     keras.utils.set_random_seed(0)
     return ssd_tf.build_ssd300(num_classes=21)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first: with two xdist workers the long ones then run side by side from the start
+    and the many short ones fill in at the end, instead of two long ones finishing last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -55,12 +55,14 @@ def test_init_from_onto_two_classes_copies_all_but_the_class_heads_and_trains(so
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["init_from"] == str(folder) and saved["backbone_layout"] == "torchvision"
 
-    # The fine-tuned model learns the new classes: the loss falls over a few steps on one batch.
+    # The fine-tuned model learns the new classes: the loss falls, and stays finite, over a few steps on
+    # one batch (this is also the suite's check that SSDLoss, compile_model and the optimizer train).
     raccoon = data.read_voc(shared_data("raccoon", "VOC2007"), "train", class_names=("raccoon",)).subset(range(4))
     batch = next(iter(data.train_dataset(raccoon, 4, seed=0, augment_images=False)))
     training.compile_model(model, keras.optimizers.SGD(5e-3, momentum=0.9))
-    losses = [float(model.train_on_batch(*batch)[0]) for _ in range(6)]
-    assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+    losses = [float(model.train_on_batch(*batch)[0]) for _ in range(8)]
+    print("fine-tuning losses", losses)
+    assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
 
 
 def test_init_from_another_backbone_layout_is_refused(source, tmp_path):

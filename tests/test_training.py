@@ -71,18 +71,6 @@ def test_model_fit_from_user_code():
     assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["val_loss"][0])
 
 
-@pytest.mark.slow
-def test_loss_falls_and_stays_finite():
-    keras.utils.set_random_seed(0)
-    train_set = data.make_synthetic(4, seed=2)
-    model = ssd_tf.build_ssd300(num_classes=train_set.num_classes)
-    training.compile_model(model, keras.optimizers.SGD(5e-3, momentum=0.9))
-    batch = next(iter(data.train_dataset(train_set, 4, seed=0, augment_images=False)))
-    losses = [float(model.train_on_batch(*batch)[0]) for _ in range(8)]
-    assert all(np.isfinite(losses))
-    assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
-
-
 def test_mixed_float16_wiring():
     # float16 has no fast CPU kernels (a step takes minutes here), so only its set-up is checked.
     try:
@@ -344,6 +332,9 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
     assert moved > 1e-4  # training changed the weights, so equality means something
     for key, expected in zip(chief.files, single):
         np.testing.assert_array_equal(chief[key], other[key])
+        # Only the all-reduce's summation order differs from one device (BN is frozen): float32 noise of
+        # about 1e-7 on weights of order 1 after 2 steps. 2e-5 is 200x that on any CPU, and 10x below
+        # the update itself (> 1e-4, asserted above), which a wrong gradient scale would be off by.
         np.testing.assert_allclose(chief[key], expected, atol=2e-5, rtol=1e-4)
 
 
@@ -370,18 +361,16 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
             update = np.concatenate([(v.numpy() - b).ravel() for v, b in zip(model.trainable_weights, before)])
             return {v.path: v.numpy() for v in model.weights if "moving" in v.path}, update
 
-        device = tf.distribute.get_strategy()
-        (one, step), (_, step_sync) = run(device, False), run(device, True)
+        one, step = run(tf.distribute.get_strategy(), False)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         (synced, step_synced), (unsynced, step_unsynced) = run(mirrored, True), run(mirrored, False)
         rel = lambda a: max(float(np.abs(a[k] - one[k]).max() / (np.abs(one[k]).max() + 1e-6)) for k in one)
         step_rel = lambda u, ref=step: float(np.linalg.norm(u - ref) / np.linalg.norm(ref))
-        print("RESULT", len(one), rel(synced), rel(unsynced), step_rel(step_synced), step_rel(step_unsynced),
-              step_rel(step_sync))
+        print("RESULT", len(one), rel(synced), rel(unsynced), step_rel(step_synced), step_rel(step_unsynced))
     """)
     assert out.returncode == 0, out.stderr[-3000:]
-    count, synced, unsynced, step_synced, step_unsynced, floor = map(float, out.stdout.split("RESULT")[1].split())
-    print("sync BN: moving statistics", synced, unsynced, "update", step_synced, step_unsynced, "floor", floor)
+    count, synced, unsynced, step_synced, step_unsynced = map(float, out.stdout.split("RESULT")[1].split())
+    print("sync BN: moving statistics", synced, unsynced, "update", step_synced, step_unsynced)
     assert int(count) == 2 * 53  # moving mean and variance of every batch norm
     # Keras computes synchronised variance as E[x^2] - E[x]^2 in float32, against tf.nn.moments on one
     # device: relative error about eps x (mean / std)^2 x sqrt(N) for N = 90,000 values a channel, some
@@ -391,13 +380,12 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
     assert unsynced > 10 * synced, (synced, unsynced)
     # The update through 53 batch norms of a randomly initialised network is sensitive to that
     # rounding: one device's update moves by 5 to 10 % (L2) when only the variance formula changes
-    # (``floor``: synchronised BN on one device; 0.05 to 0.07 on an AMX Xeon, 0.10 on an AVX2 EPYC, whose
-    # oneDNN kernels round differently). That is this CPU's noise; two synchronised replicas must be
-    # within it, unsynchronised ones are off by more than the update itself (> 0.5, as their
-    # statistics differ by far more than rounding). The bound sits between the two: 0.25, 2.5x the
-    # worst noise measured and half the unsynchronised gap; the noise itself must stay below it, or
-    # this CPU could not tell the two apart.
-    assert floor < 0.25 and step_synced < 0.25, (step_synced, floor)
+    # (synchronised BN on one device against plain BN: 0.05 to 0.07 on an AMX Xeon, 0.10 on an AVX2
+    # EPYC, whose oneDNN kernels round differently). That is the CPU's noise; two synchronised
+    # replicas must be within it (measured 0.06 and 0.08), unsynchronised ones are off by more than
+    # the update itself (> 0.5: their statistics differ by far more than rounding; 1.56 measured).
+    # The bound sits between the two: 0.25, 2.5x the worst noise measured and half the gap.
+    assert step_synced < 0.25, step_synced
     assert step_unsynced > 0.5, step_unsynced
 
 
@@ -470,6 +458,9 @@ def test_mirrored_two_replicas_equals_one_device():
     n1, n2, diff, moved = out.stdout.split("RESULT")[1].split()
     assert (n1, n2) == ("1", "2")
     assert float(moved) > 1e-4  # training changed the weights, so equality means something
+    # BN is frozen, so only the order in which the replicas' gradients are summed differs: float32
+    # noise of about 1e-6 of the update on any CPU. A gradient averaged over the wrong count (the
+    # classic distributed bug) is off by the order of the update itself. 2e-3 sits between.
     assert float(diff) < 2e-3 * float(moved), (diff, moved)
 
 
