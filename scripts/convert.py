@@ -15,7 +15,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.data import tfrecord  # noqa: E402
+from ssd_tf.data import conversion  # noqa: E402
 
 
 def main(argv=None):
@@ -29,7 +29,7 @@ def main(argv=None):
     p.add_argument("--images-per-shard", type=int, default=1024)
     args = p.parse_args(argv)
     try:
-        metas = tfrecord.convert(args.dataset, args.data_dir, args.output,
+        metas = conversion.convert(args.dataset, args.data_dir, args.output,
                                  args.splits.split(",") if args.splits else None,
                                  [c.strip() for c in args.classes.split(",")] if args.classes else None,
                                  args.images_per_shard)

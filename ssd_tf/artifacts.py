@@ -14,27 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf.backbone import DEFAULT_LAYOUT, LAYOUTS
+from ssd_tf.data.classes import CLASSES_FILE, read_classes, write_classes  # noqa: F401 (re-exported)
 from ssd_tf.model import build_ssd300
 from ssd_tf.serving import ServingModule
-
-CLASSES_FILE = "classes.json"
-
-
-def write_classes(path, class_names, category_ids=None):
-    """Write ``classes.json``: names of classes 0..C-1 and their data set category ids."""
-    payload = {"class_names": list(class_names),
-               "category_ids": list(category_ids) if category_ids is not None else list(range(len(class_names)))}
-    pathlib.Path(path).write_text(json.dumps(payload, indent=2) + "\n")
-
-
-def read_classes(folder):
-    """(class_names, category_ids) from ``folder/classes.json``, or (None, None)."""
-    path = pathlib.Path(folder) / CLASSES_FILE
-    if not path.is_file():
-        return None, None
-    payload = json.loads(path.read_text())
-    return tuple(payload["class_names"]), tuple(payload["category_ids"])
-
 
 def classes_beside(path):
     """(class_names, category_ids) from the classes.json of a model path (run folder or a file's

@@ -19,32 +19,12 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ssd_tf import data as data_lib
-from ssd_tf.data.coco import load_json
+from ssd_tf.data.coco import coco_ground_truth, load_json  # noqa: F401 (coco_ground_truth re-exported)
 from ssd_tf.postprocess import decode_detections
 
 log = logging.getLogger("ssd_tf.evaluation")
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-def coco_ground_truth(detection_set):
-    """DetectionSet -> COCO instances dict (bbox in pixels, [x, y, w, h])."""
-    images, annotations = [], []
-    for i in range(len(detection_set)):
-        height, width = (int(v) for v in detection_set.sizes[i])
-        image_id = int(detection_set.image_ids[i])
-        images.append({"id": image_id, "width": width, "height": height, "file_name": detection_set.describe(i)})
-        boxes_pixels = detection_set.boxes[i] * np.array([width, height, width, height], np.float64)
-        for box, label, difficult in zip(boxes_pixels, detection_set.labels[i], detection_set.difficult[i]):
-            w, h = float(box[2] - box[0]), float(box[3] - box[1])
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id,
-                "category_id": int(detection_set.category_ids[int(label)]),
-                "bbox": [float(box[0]), float(box[1]), w, h], "area": w * h, "iscrowd": int(bool(difficult)),
-            })
-    categories = [{"id": int(cid), "name": name}
-                  for cid, name in zip(detection_set.category_ids[1:], detection_set.class_names[1:])]
-    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def detections_to_coco(boxes, scores, classes, image_id, size, category_ids):

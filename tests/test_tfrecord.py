@@ -10,14 +10,14 @@ import tensorflow as tf
 
 from conftest import ROOT, shared_data
 from ssd_tf import data, evaluation
-from ssd_tf.data import tfrecord
+from ssd_tf.data import conversion, tfrecord
 
 
 @pytest.fixture(scope="module")
 def voc_records(tmp_path_factory):
     root = shared_data("voc2012_sample", "VOC2012")
     out = tmp_path_factory.mktemp("records")
-    tfrecord.convert("voc", root, out, splits=["trainval", "val"], images_per_shard=30, progress=False)
+    conversion.convert("voc", root, out, splits=["trainval", "val"], images_per_shard=30, progress=False)
     return root, out
 
 
@@ -147,7 +147,7 @@ def test_conversion_skips_and_lists_corrupt_images(tmp_path):
     raw = (root / "JPEGImages" / "truncated.jpg").read_bytes()
     (root / "JPEGImages" / "truncated.jpg").write_bytes(raw[: len(raw) // 2])
     (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(names) + "\n")
-    metas = tfrecord.convert("voc", root, tmp_path / "out", splits=["train"], progress=False)
+    metas = conversion.convert("voc", root, tmp_path / "out", splits=["train"], progress=False)
     assert metas["train"]["images"] == 1 and metas["train"]["skipped"] == {"unreadable images": 1}
     assert "truncated.jpg" in metas["train"]["skipped_messages"][0]
     records = data.read_tfrecords(tmp_path / "out", "train")

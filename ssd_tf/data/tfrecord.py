@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from ssd_tf.data.classes import read_classes
+from ssd_tf.data.coco import coco_ground_truth
 from ssd_tf.data.records import SkipReport
 
 log = logging.getLogger("ssd_tf.data.tfrecord")
@@ -100,8 +102,6 @@ def write_split(detection_set, output, split, images_per_shard=1024, instances=N
     unreadable ones are skipped, counted and listed (with what the reader skipped) in
     ``<split>.json``. ``instances``: a COCO instances file to copy as the ground truth (default:
     converted from the set). Returns the split's metadata dict."""
-    from ssd_tf.evaluation import coco_ground_truth
-
     output = pathlib.Path(output)
     output.mkdir(parents=True, exist_ok=True)
     report = SkipReport()
@@ -152,34 +152,6 @@ def write_split(detection_set, output, split, images_per_shard=1024, instances=N
     return meta
 
 
-def convert(kind, data_dir, output, splits=None, classes=None, images_per_shard=1024, progress=True,
-            synthetic_images=64, seed=0):
-    """Convert a data set's splits to TFRecords under ``output``.
-
-    ``kind``: voc, coco or synthetic. ``splits``: split names, default the data set's train and
-    val splits (voc: train, val; coco: train2017, val2017); the first is the "train" role, the
-    second "val" (``splits.json``). Returns {split: metadata}.
-    """
-    from ssd_tf.artifacts import write_classes
-    from ssd_tf.data.sources import read_dataset
-
-    defaults = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "synthetic": ("train", "val")}
-    if kind not in defaults:
-        raise ValueError(f"can convert voc, coco or synthetic data sets, not {kind!r}")
-    splits = list(splits or defaults[kind])
-    output = pathlib.Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    metas = {}
-    for i, split in enumerate(splits):
-        dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images, seed=seed)
-        if i == 0:
-            write_classes(output / "classes.json", dataset.class_names, dataset.category_ids)
-        metas[split] = write_split(dataset, output, split, images_per_shard, dataset.annotation_file, progress)
-    roles = dict(zip(("train", "val"), splits))
-    (output / SPLITS_FILE).write_text(json.dumps(roles, indent=1) + "\n")
-    return metas
-
-
 # ---------------------------------------------------------------- reading
 
 @dataclasses.dataclass
@@ -218,8 +190,6 @@ def read_tfrecords(folder, split="train"):
     role, "train" or "val", looked up in ``splits.json``. Shards without a ``<split>.json`` (made
     by other tools) are found by name (``<split>*.tfrecord*``); then counts are read once."""
     folder = pathlib.Path(folder)
-    from ssd_tf.artifacts import read_classes
-
     class_names, category_ids = read_classes(folder)
     if class_names is None:
         raise FileNotFoundError(f"{folder}: no classes.json (class names 0..C-1) beside the records")
