@@ -16,7 +16,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.config import DATASETS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig  # noqa: E402
+from ssd_tf.config import BACKBONE_LAYOUTS, DATASETS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig  # noqa: E402
 
 DEFAULTS = TrainConfig()  # the one source of every default; data-set defaults come from resolved()
 from ssd_tf import training  # noqa: E402
@@ -45,7 +45,7 @@ def build_parser():
                    help="imagenet | none | PATH to ResNet50 weights: for the torchvision layout a torchvision state "
                         "dict (.pth; imagenet: resnet50-0676ba61.pth), for the keras layout a keras.applications "
                         ".h5 (default: none for synthetic, imagenet otherwise)")
-    p.add_argument("--backbone-layout", choices=["torchvision", "keras"],
+    p.add_argument("--backbone-layout", choices=BACKBONE_LAYOUTS,
                    help="ResNet50 layout: torchvision (NVIDIA SSD300 v1.1's, the default) or keras "
                         "(keras.applications', caffe preprocessing); default with --init-from: that model's")
     p.add_argument("--init-from", metavar="MODEL",

@@ -6,7 +6,6 @@ Class names travel in ``classes.json`` beside the model (run folder, or a SavedM
 ``assets.extra/``).
 """
 
-import json
 import pathlib
 
 import keras
@@ -14,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf.backbone import DEFAULT_LAYOUT, LAYOUTS
+from ssd_tf.config import TrainConfig
 from ssd_tf.data.classes import CLASSES_FILE, read_classes, write_classes  # noqa: F401 (re-exported)
 from ssd_tf.model import build_ssd300
 from ssd_tf.serving import ServingModule
@@ -36,8 +36,8 @@ def layouts_to_try(path):
         config = folder / "config.json"
         if config.is_file():
             try:
-                first = json.loads(config.read_text()).get("backbone_layout") or "keras"
-            except (ValueError, OSError):
+                first = TrainConfig.load(config).backbone_layout or DEFAULT_LAYOUT
+            except (ValueError, OSError, TypeError):  # unreadable or not a run's: try both, default first
                 pass
             break
     return [first] + [layout for layout in LAYOUTS if layout != first]

@@ -17,8 +17,9 @@ The layout travels in the model file as the class of its ``preprocess`` layer.
 import keras
 from keras import layers
 
-LAYOUTS = ("torchvision", "keras")
-DEFAULT_LAYOUT = "torchvision"
+from ssd_tf.config import BACKBONE_LAYOUTS as LAYOUTS
+
+DEFAULT_LAYOUT = LAYOUTS[0]
 # keras.applications' ResNet50 value; torchvision's (and PyTorch's default) is 1e-5.
 _EPSILON = {"keras": 1.001e-5, "torchvision": 1e-5}
 # PyTorch's BN momentum 0.1 (Keras 0.9), as the seed trains with; Keras' 0.99 leaves the moving

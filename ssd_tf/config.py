@@ -8,6 +8,10 @@ DATASETS = ("synthetic", "voc", "coco", "tfrecord")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = (None, "float16", "bfloat16")
 SCHEDULES = ("step", "cosine")
+# ResNet50 layouts (ssd_tf.backbone): NVIDIA's torchvision v1.5, the default, and keras.applications' v1.
+BACKBONE_LAYOUTS = ("torchvision", "keras")
+# What a run saved before layouts existed was built with.
+LEGACY_LAYOUT = "keras"
 
 
 @dataclasses.dataclass
@@ -77,9 +81,9 @@ class TrainConfig:
         if c.backbone_weights is None:
             c.backbone_weights = "none" if c.dataset == "synthetic" or c.init_from else "imagenet"
         if c.backbone_layout is None and not c.init_from:
-            c.backbone_layout = "torchvision"
-        if c.backbone_layout not in (None, "torchvision", "keras"):
-            raise ValueError(f"backbone_layout must be torchvision or keras, got {c.backbone_layout!r}")
+            c.backbone_layout = BACKBONE_LAYOUTS[0]
+        if c.backbone_layout not in (None, *BACKBONE_LAYOUTS):
+            raise ValueError(f"backbone_layout must be one of {', '.join(BACKBONE_LAYOUTS)}, got {c.backbone_layout!r}")
         if c.backbone_weights in ("None", ""):
             c.backbone_weights = "none"
         if c.strategy not in STRATEGIES:
@@ -109,8 +113,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path):
         saved = json.loads(pathlib.Path(path).read_text())
-        # Runs saved before backbone layouts existed have keras.applications' layout.
-        saved.setdefault("backbone_layout", "keras")
+        saved.setdefault("backbone_layout", LEGACY_LAYOUT)
         return cls(**saved)
 
     @classmethod

@@ -69,12 +69,12 @@ def import_nvidia(checkpoint, output, num_classes=NVIDIA_NUM_CLASSES):
         raise torch_weights.WeightsError(
             f"{checkpoint}: tensor conf.0.weight holds {labels} labels per box, NVIDIA's COCO SSD300 has "
             f"{num_classes}; to import it with {labels} labels (generic class names), pass --num-classes {labels}")
-    model = build_ssd300(num_classes, backbone_layout="torchvision")
     used = {name for _, name in torch_weights.NVIDIA_MAP}
     unexpected = sorted(k for k in state if k.rsplit(".", 1)[0] not in used and not k.endswith("num_batches_tracked"))
     if unexpected:
         raise torch_weights.WeightsError(f"{checkpoint}: unexpected tensor {unexpected[0]} ({len(unexpected)} in all): "
                                          "not NVIDIA's SSD300 v1.1 on ResNet50")
+    model = build_ssd300(num_classes, backbone_layout="torchvision")
     torch_weights.load_state_dict(model, state, torch_weights.NVIDIA_MAP, checkpoint)
     if num_classes == NVIDIA_NUM_CLASSES:
         names = ["background"] + [name for _, name in COCO_CATEGORIES]

@@ -27,7 +27,6 @@ TORCHVISION_RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba6
 TORCHVISION_RESNET50_FILE = "resnet50-0676ba61.pth"
 _BN_TENSORS = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
                ("running_var", "moving_variance"))
-_NVIDIA_STAGES = {4: 1, 5: 2, 6: 3}  # feature_extractor index -> torchvision layerS
 
 
 class WeightsError(ValueError):
@@ -75,14 +74,6 @@ def read_state_dict(path):
         name = name[len("module."):] if name.startswith("module.") else name
         out[name] = tensor.detach().to(torch.float32).numpy() if tensor.is_floating_point() else tensor.numpy()
     return out
-
-
-def checkpoint_extras(path):
-    """The non-tensor entries NVIDIA's training checkpoint keeps beside ``model`` (e.g. ``label_map``)."""
-    torch = _torch()
-    with torch.serialization.safe_globals([collections.Counter]):
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    return {k: v for k, v in loaded.items() if k != "model"} if isinstance(loaded, dict) else {}
 
 
 # ---------------------------------------------------------------- name maps

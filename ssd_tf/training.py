@@ -144,10 +144,11 @@ def train(config, callbacks=(), model_fn=None):
     source = None
     if config.init_from and not (config.resume and completed_epochs(run)):  # resumed: weights come from the run
         source = finetune.load_source(config.init_from)
+        source_layout = layout_of(source)
         if config.backbone_layout is None:  # the fine-tuned model keeps its source's layout
-            config.backbone_layout = layout_of(source)
-        elif config.backbone_layout != layout_of(source):
-            raise ValueError(f"--init-from {config.init_from}: its backbone layout is {layout_of(source)!r}, "
+            config.backbone_layout = source_layout
+        elif config.backbone_layout != source_layout:
+            raise ValueError(f"--init-from {config.init_from}: its backbone layout is {source_layout!r}, "
                              f"--backbone-layout asks for {config.backbone_layout!r}")
     if chief:
         config.save(run / "config.json")

@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from ssd_tf.data.classes import write_classes
+from ssd_tf.data.classes import CLASSES_FILE, write_classes
 from ssd_tf.data.sources import read_dataset
 from ssd_tf.data.tfrecord import SPLITS_FILE, write_split
 
@@ -26,7 +26,7 @@ def convert(kind, data_dir, output, splits=None, classes=None, images_per_shard=
     for i, split in enumerate(splits):
         dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images, seed=seed)
         if i == 0:
-            write_classes(output / "classes.json", dataset.class_names, dataset.category_ids)
+            write_classes(output / CLASSES_FILE, dataset.class_names, dataset.category_ids)
         metas[split] = write_split(dataset, output, split, images_per_shard, dataset.annotation_file, progress)
     roles = dict(zip(("train", "val"), splits))
     (output / SPLITS_FILE).write_text(json.dumps(roles, indent=1) + "\n")
