@@ -5,6 +5,7 @@
     python scripts/evaluate.py --model saved_models/ssd300/1 --dataset coco --data-dir COCO --split val2017
     python scripts/evaluate.py --model runs/RUN --dataset tfrecord --data-dir records/coco
     python scripts/evaluate.py --model runs/RUN --dataset synthetic
+    python scripts/evaluate.py --model saved_models/ssd300-tflite-int8/model.tflite --dataset voc --data-dir VOC2012
 """
 
 import argparse
@@ -18,7 +19,7 @@ from ssd_tf import evaluation  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, .keras file or exported SavedModel folder")
+    p.add_argument("--model", required=True, help="run folder, .keras file, exported SavedModel folder or .tflite file")
     p.add_argument("--dataset", choices=["voc", "coco", "tfrecord", "synthetic"], required=True)
     p.add_argument("--data-dir")
     p.add_argument("--split", help="VOC: ImageSets/Main name (default val); COCO: e.g. val2017 (default); "

@@ -1,8 +1,12 @@
-"""Export a trained model for TF Serving: saved_models/<name>/<version>/.
+"""Export a trained model: a SavedModel for TF Serving, or a TFLite detector for phones and edge devices.
 
     python scripts/export.py --model runs/RUN                   # -> saved_models/ssd300/<next version>
     python scripts/export.py --model model.keras --name raccoon --version 3
     python scripts/export.py --model runs/RUN/checkpoints/latest.weights.h5 --num-classes 21
+    python scripts/export.py --model runs/RUN --format tflite   # -> saved_models/ssd300-tflite-none/model.tflite
+    python scripts/export.py --model runs/RUN --format tflite --quantize int8 --calibration-data VOC2012/JPEGImages
+
+Nothing is overwritten: an existing version folder or TFLite file is an error.
 """
 
 import argparse
@@ -10,24 +14,55 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import export  # noqa: E402
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run folder, .keras file, or .weights.h5 checkpoint")
-    p.add_argument("--output-root", default="saved_models")
-    p.add_argument("--name", default="ssd300")
-    p.add_argument("--version", type=int, help="default: one more than the highest existing version")
+    p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model",
+                   help="saved_model (TF Serving; default) or tflite (builtin ops plus TFLite_Detection_PostProcess)")
+    p.add_argument("--output-root", default="saved_models", help="folder the export goes under (default saved_models)")
+    p.add_argument("--name", default="ssd300", help="model name: the SavedModel goes to OUTPUT_ROOT/NAME/VERSION")
+    p.add_argument("--version", type=int,
+                   help="SavedModel version folder (default: one more than the highest existing version)")
+    p.add_argument("--output", help="tflite: the folder for model.tflite, labels.txt and classes.json "
+                                    "(default OUTPUT_ROOT/NAME-tflite-QUANTIZE)")
+    p.add_argument("--quantize", choices=["none", "float16", "int8"], default="none",
+                   help="tflite: none (float32), float16 weights, or int8 (full-integer network, uint8 input)")
+    p.add_argument("--calibration-data",
+                   help="tflite int8: a folder of training images (searched recursively), a TFRecord folder, or "
+                        "'synthetic' (the built-in set)")
+    p.add_argument("--calibration-images", type=int, default=300,
+                   help="tflite int8: how many calibration images to use (default 300)")
     p.add_argument("--num-classes", type=int, help="for a bare .weights.h5 without classes.json beside it")
-    p.add_argument("--score-threshold", type=float, default=0.05)
-    p.add_argument("--iou-threshold", type=float, default=0.5)
-    p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--dtype", choices=["float32", "model"], default="float32",
+                   help="float32 (default): a float16/bfloat16-trained model is served in float32; "
+                        "model: keep the model's own compute dtype")
+    p.add_argument("--score-threshold", type=float, default=0.05, help="detections below this score are dropped")
+    p.add_argument("--iou-threshold", type=float, default=0.5, help="per-class NMS IoU threshold")
+    p.add_argument("--max-detections", type=int, default=100, help="detections kept per image")
     args = p.parse_args(argv)
-    path = export.export_from_artifact(
-        args.model, args.output_root, args.name, args.version, args.num_classes,
-        score_threshold=args.score_threshold, iou_threshold=args.iou_threshold, max_detections=args.max_detections)
-    print(f"SavedModel written to {path} (signatures: serving_default [image_bytes], serve_images [images])")
+    if args.format == "saved_model" and (args.output or args.quantize != "none" or args.calibration_data):
+        p.error("--output, --quantize and --calibration-data are for --format tflite")
+    if args.format == "tflite" and args.version is not None:
+        p.error("--version is for --format saved_model; give --output for a TFLite model")
+
+    from ssd_tf import export
+    thresholds = dict(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+                      max_detections=args.max_detections)
+    try:
+        if args.format == "tflite":
+            output = args.output or os.path.join(args.output_root, f"{args.name}-tflite-{args.quantize}")
+            path = export.export_tflite(args.model, output, args.quantize, args.calibration_data,
+                                        args.calibration_images, args.num_classes, **thresholds)
+            print(f"TFLite model written to {path} ({os.path.getsize(path) / 1e6:.1f} MB, {args.quantize}), "
+                  f"with labels.txt and classes.json beside it")
+            return
+        path = export.export_from_artifact(args.model, args.output_root, args.name, args.version, args.num_classes,
+                                           args.dtype, **thresholds)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"SavedModel written to {path} (signatures: serving_default [image_bytes], serve_images [images]; "
+          f"warm-up requests in assets.extra)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python scripts/predict.py --model runs/RUN IMAGE_OR_FOLDER --output predictions/
     python scripts/predict.py --model saved_models/ssd300/1 photo.jpg --output out/ --min-score 0.5
+    python scripts/predict.py --model saved_models/ssd300-tflite-int8/model.tflite photo.jpg --output out/
 """
 
 import argparse
@@ -9,18 +10,22 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import artifacts, prediction  # noqa: E402
+from ssd_tf import prediction  # noqa: E402
+from ssd_tf.detector import Detector  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, .keras file or exported SavedModel folder")
+    p.add_argument("--model", required=True, help="run folder, .keras file, exported SavedModel folder or .tflite file")
     p.add_argument("inputs", help="an image or a folder of images")
     p.add_argument("--output", required=True, help="folder for drawn images and detections.json")
     p.add_argument("--min-score", type=float, default=0.3, help="draw and list detections at or above this score")
     args = p.parse_args(argv)
-    predictor = artifacts.Predictor(args.model)
-    payload = prediction.predict_files(predictor, prediction.list_images(args.inputs), args.output, args.min_score)
+    try:
+        detector = Detector.load(args.model)
+        payload = prediction.predict_files(detector, prediction.list_images(args.inputs), args.output, args.min_score)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
     total = sum(len(i["detections"]) for i in payload["images"])
     print(f"{len(payload['images'])} image(s), {total} detection(s) >= {args.min_score} -> {args.output}/"
           + (f"; skipped {len(payload['skipped'])}: " + "; ".join(payload["skipped"]) if payload["skipped"] else ""))

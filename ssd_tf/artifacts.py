@@ -1,4 +1,4 @@
-"""Load what training and export leave behind, and run it on images.
+"""Load what training and export leave behind (``ssd_tf.Detector`` runs it on images).
 
 A model can be given as: a run folder (``final.keras``, else its last checkpoint), a ``.keras``
 file, a ``.weights.h5`` file, or an exported SavedModel folder (``saved_models/<name>/<version>``).
@@ -9,14 +9,12 @@ Class names travel in ``classes.json`` beside the model (run folder, or a SavedM
 import pathlib
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from ssd_tf.backbone import DEFAULT_LAYOUT, LAYOUTS
 from ssd_tf.config import TrainConfig
 from ssd_tf.data.classes import CLASSES_FILE, read_classes, write_classes  # noqa: F401 (re-exported)
 from ssd_tf.model import build_ssd300
-from ssd_tf.serving import ServingModule
 
 def classes_beside(path):
     """(class_names, category_ids) from the classes.json of a model path (run folder or a file's
@@ -132,39 +130,3 @@ def load_keras_model(path, num_classes=None):
 
 def is_saved_model(path):
     return (pathlib.Path(path) / "saved_model.pb").is_file()
-
-
-class Predictor:
-    """Runs a Keras model or an exported SavedModel on uint8 images of any size.
-
-    Thresholds apply to Keras models; a SavedModel keeps those it was exported with.
-
-    ``predict(image_uint8 [H, W, 3])`` -> dict of numpy arrays for the valid detections:
-    ``boxes`` [K, 4] normalised xyxy, ``scores`` [K], ``classes`` [K] (1..C-1).
-    """
-
-    def __init__(self, path, score_threshold=0.05, iou_threshold=0.5, max_detections=100, num_classes=None):
-        path = pathlib.Path(path)
-        self.path = path
-        self.saved_model = is_saved_model(path)
-        if self.saved_model:
-            self.class_names, self.category_ids = read_classes(path / "assets.extra")
-            self._serve = tf.saved_model.load(str(path)).signatures["serve_images"]
-        else:
-            self.class_names, self.category_ids = classes_beside(path)
-            self.model = load_keras_model(path, num_classes)
-            n = self.model.output_shape[-1] - 4
-            if self.class_names is None or len(self.class_names) != n:
-                self.class_names = ("background",) + tuple(f"class_{i}" for i in range(1, n))
-                self.category_ids = tuple(range(n))
-            # The very graph that export saves, so prediction and evaluation match serving. Keep the
-            # module itself: a tf.function method holds only a weak reference to its instance.
-            self._module = ServingModule(self.model, score_threshold, iou_threshold, max_detections)
-            self._serve = self._module.serve_images
-
-    def predict(self, image_uint8):
-        # Same call for both: the SavedModel's serve_images signature, or the module's tf.function.
-        out = self._serve(images=tf.constant(np.asarray(image_uint8, np.uint8)[None]))
-        n = int(out["num_detections"][0])
-        return {"boxes": out["detection_boxes"][0, :n].numpy(), "scores": out["detection_scores"][0, :n].numpy(),
-                "classes": out["detection_classes"][0, :n].numpy().astype(np.int32)}

@@ -9,7 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import data as data_lib
-from ssd_tf import artifacts, postprocess, visualize
+from ssd_tf import artifacts, visualize
+from ssd_tf.detector import Detector
 from ssd_tf.evaluation import is_validation_epoch
 
 
@@ -83,17 +84,22 @@ class DetectionImages(keras.callbacks.Callback):
         self.class_names = class_names
         self.score_threshold = score_threshold
         self.every = every
+        self._detector = None
 
     def on_epoch_end(self, epoch, logs=None):
         if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):
             return
-        # A direct call, not predict(): it also runs on the chief alone under MultiWorkerMirroredStrategy.
-        dets = postprocess.decode_detections(self.model(self.images, training=False))
+        # The model called directly (Detector's graph), not predict(): it also runs on the chief alone
+        # under MultiWorkerMirroredStrategy.
+        if self._detector is None or self._detector.model is not self.model:
+            self._detector = Detector(self.model, self.class_names)
+        dets = self._detector.detect_resized(self.images)
         drawn = []
         for i, image in enumerate(self.images):
             n = int(dets["num_detections"][i])
-            drawn.append(visualize.draw_kept(image, dets["boxes"][i, :n].numpy(), dets["classes"][i, :n].numpy(),
-                                             dets["scores"][i, :n].numpy(), self.class_names, self.score_threshold)[0])
+            drawn.append(visualize.draw_kept(image, dets["boxes"][i, :n], dets["classes"][i, :n],
+                                             dets["scores"][i, :n], self._detector.class_names,
+                                             self.score_threshold)[0])
         with self.writer.as_default():
             tf.summary.image("validation_detections", np.stack(drawn), step=epoch, max_outputs=len(drawn))
         self.writer.flush()

@@ -14,13 +14,12 @@ import logging
 
 import keras
 import numpy as np
-import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ssd_tf import data as data_lib
 from ssd_tf.data.coco import coco_ground_truth, load_json  # noqa: F401 (coco_ground_truth re-exported)
-from ssd_tf.postprocess import decode_detections
+from ssd_tf.detector import Detector
 
 log = logging.getLogger("ssd_tf.evaluation")
 
@@ -90,25 +89,22 @@ def coco_evaluate(ground_truth, results, verbose=True, image_ids=None):
     return {"stats": dict(zip(STAT_NAMES, (float(s) for s in evaluator.stats))), "per_class_ap50": per_class}
 
 
-def make_detector(model, score_threshold=0.05, max_detections=100):
-    """A compiled images [B, 300, 300, 3] -> decoded detections function for ``model``.
+def predict_coco_results(detector, detection_set, batch_size=8):
+    """Run a ``Detector`` (or a Keras model, wrapped in one) over a DetectionSet; return COCO result
+    dicts (pixels, the set's category ids).
 
-    Build it once and reuse it: each new tf.function retraces the whole network.
-    """
-    @tf.function
-    def detect(images):
-        return decode_detections(model(images, training=False), score_threshold=score_threshold,
-                                 max_detections=max_detections)
-    return detect
-
-
-def predict_coco_results(model, detection_set, batch_size=8, detector=None):
-    """Run a Keras model (or a ``make_detector`` function of it) over a DetectionSet; return COCO
-    result dicts (pixels, category ids)."""
-    detect = detector or make_detector(model)
+    A Keras model detects on batches of resized images; a SavedModel or ``.tflite`` model on each
+    decoded image at its own size, exactly as it serves."""
+    if not isinstance(detector, Detector):
+        detector = Detector(detector)
     results = []
-    for images, info in data_lib.eval_dataset(detection_set, batch_size):
-        dets = {k: v.numpy() for k, v in detect(images).items()}
+    if detector.takes_resized:
+        batches = ((detector.detect_resized(images), info) for images, info in data_lib.eval_dataset(detection_set,
+                                                                                                   batch_size))
+    else:
+        batches = ((detector.detect_batch(images.numpy()), info)
+                   for images, info in data_lib.eval_dataset(detection_set, 1, resize=False) if len(images))
+    for dets, info in batches:
         for i, (image_id, size) in enumerate(zip(info["image_id"].numpy(), info["size"].numpy())):
             n = int(dets["num_detections"][i])
             results += detections_to_coco(dets["boxes"][i, :n], dets["scores"][i, :n], dets["classes"][i, :n],
@@ -135,9 +131,9 @@ def evaluate_detections(detection_set, results, verbose=False):
     return report
 
 
-def evaluate_model(model, detection_set, batch_size=8, verbose=False, detector=None):
-    """COCO stats and per-class AP50 of a Keras model on a DetectionSet."""
-    return evaluate_detections(detection_set, predict_coco_results(model, detection_set, batch_size, detector), verbose)
+def evaluate_model(detector, detection_set, batch_size=8, verbose=False):
+    """COCO stats and per-class AP50 of a ``Detector`` (or a Keras model) on a DetectionSet."""
+    return evaluate_detections(detection_set, predict_coco_results(detector, detection_set, batch_size), verbose)
 
 
 def format_report(report):
@@ -170,50 +166,36 @@ class COCOEvaluation(keras.callbacks.Callback):
         self._detector = None
 
     def on_train_begin(self, logs=None):
-        self._detector = make_detector(self.model)  # traced once per run, not once per epoch
+        self._detector = Detector(self.model)  # traced once per run, not once per epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):
             return
-        if self._detector is None:  # used outside model.fit
-            self._detector = make_detector(self.model)
-        report = evaluate_model(self.model, self.detection_set, self.batch_size, detector=self._detector)
+        if self._detector is None or self._detector.model is not self.model:  # used outside model.fit
+            self._detector = Detector(self.model)
+        report = evaluate_model(self._detector, self.detection_set, self.batch_size)
         if logs is not None:
             logs["val_mAP"] = report["stats"]["AP"]
             logs["val_AP50"] = report["stats"]["AP50"]
         log.info("epoch %d: val mAP %.4f, AP50 %.4f", epoch + 1, report["stats"]["AP"], report["stats"]["AP50"])
 
 
-def evaluate_predictor(predictor, detection_set, batch_size=8, verbose=False):
-    """COCO stats of an ``artifacts.Predictor`` (Keras model or SavedModel) on a DetectionSet."""
-    if not predictor.saved_model:
-        return evaluate_model(predictor.model, detection_set, batch_size, verbose)
-    results = []
-    for images, info in data_lib.eval_dataset(detection_set, 1, resize=False):
-        if not len(images):  # unreadable image: skipped and named by the pipeline
-            continue
-        dets = predictor.predict(images[0].numpy())
-        results += detections_to_coco(dets["boxes"], dets["scores"], dets["classes"], info["image_id"][0].numpy(),
-                                      info["size"][0].numpy(), detection_set.category_ids)
-    return evaluate_detections(detection_set, results, verbose)
-
-
 def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=0,
                       synthetic_images=64):
-    """Evaluate a run folder / .keras / SavedModel on a data set read by kind (voc, coco, synthetic).
+    """Evaluate a run folder / .keras / SavedModel / .tflite on a data set read by kind (voc, coco,
+    tfrecord, synthetic).
 
     VOC classes default to the model's own; the data set must have the model's class count.
     The built-in set: ``split`` (default "val") of the run with ``seed`` and ``synthetic_images``,
     the images that run validated on. Returns (report, dataset).
     """
-    from ssd_tf import artifacts
     from ssd_tf.data import read_dataset
 
-    predictor = artifacts.Predictor(model_path, score_threshold=0.05)
-    classes = list(classes) if classes else list(predictor.class_names[1:])
+    detector = Detector.load(model_path, score_threshold=0.05)
+    classes = list(classes) if classes else list(detector.class_names[1:]) if detector.class_names else None
     split = split or {"voc": "val", "coco": "val2017", "tfrecord": "val", "synthetic": "val"}.get(kind)
     dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images, seed=seed)
-    if dataset.num_classes != len(predictor.class_names):
-        raise ValueError(f"{model_path} has {len(predictor.class_names) - 1} classes, {dataset.name} has "
+    if detector.num_classes is not None and dataset.num_classes != detector.num_classes:
+        raise ValueError(f"{model_path} has {detector.num_classes - 1} classes, {dataset.name} has "
                          f"{dataset.num_classes - 1}: evaluate on the data the model was trained for")
-    return evaluate_predictor(predictor, dataset, batch_size), dataset
+    return evaluate_model(detector, dataset, batch_size), dataset

@@ -4,13 +4,14 @@ import json
 import logging
 import pathlib
 
+import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ssd_tf import postprocess, visualize
+from ssd_tf import visualize
 from ssd_tf.data import pipeline
-from ssd_tf.data.resize import resize_image
 from ssd_tf.data.records import SkipReport, check_image
+from ssd_tf.detector import Detector
 
 log = logging.getLogger("ssd_tf.prediction")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -33,8 +34,13 @@ def load_image(path):
     return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8).numpy()
 
 
-def predict_files(predictor, inputs, output_dir, min_score=0.3):
-    """Run ``predictor`` (ssd_tf.artifacts.Predictor) on files; write drawn images and detections.json.
+def _names(detector, class_ids):
+    """Names indexed by class id, generic where the detector has none."""
+    return detector.class_names or [detector.name_of(i) for i in range(int(max(class_ids, default=0)) + 1)]
+
+
+def predict_files(detector, inputs, output_dir, min_score=0.3):
+    """Run a ``Detector`` on image files; write drawn images and detections.json.
 
     Detections with score >= ``min_score`` are drawn and listed. Unreadable files are skipped with
     a warning and listed under "skipped". Returns the JSON payload.
@@ -50,22 +56,24 @@ def predict_files(predictor, inputs, output_dir, min_score=0.3):
             report.skip("unreadable images", str(err))
             continue
         height, width = image.shape[:2]
-        dets = predictor.predict(image)
-        drawn, boxes_pixels, classes, scores = visualize.draw_kept(
-            image, dets["boxes"], dets["classes"], dets["scores"], predictor.class_names, min_score)
+        [dets] = detector.detect([image])
+        keep = dets["scores"] >= min_score
+        drawn = visualize.draw_detections(image, dets["boxes_pixels"][keep], dets["class_ids"][keep],
+                                          dets["scores"][keep], _names(detector, dets["class_ids"]))
         jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         out_path = output_dir / (path.stem + (".jpg" if jpeg else ".png"))
         Image.fromarray(drawn).save(out_path, **({"quality": 95} if jpeg else {}))
         images.append({
             "file": str(path), "drawn": str(out_path), "width": int(width), "height": int(height),
             "detections": [
-                {"class_id": int(c), "class_name": predictor.class_names[int(c)],
-                 "category_id": int(predictor.category_ids[int(c)]), "score": round(float(s), 5),
+                {"class_id": int(c), "class_name": name, "category_id": int(cat), "score": round(float(s), 5),
                  "box_pixels": [round(float(v), 2) for v in b]}
-                for b, c, s in zip(boxes_pixels, classes, scores)
+                for b, c, name, cat, s in zip(dets["boxes_pixels"][keep], dets["class_ids"][keep],
+                                              np.array(dets["class_names"], object)[keep],
+                                              dets["category_ids"][keep], dets["scores"][keep])
             ],
         })
-    payload = {"model": str(predictor.path), "min_score": min_score, "images": images,
+    payload = {"model": str(detector.path), "min_score": min_score, "images": images,
                "skipped": report.messages, "box_format": "[xmin, ymin, xmax, ymax] in image pixels"}
     (output_dir / "detections.json").write_text(json.dumps(payload, indent=2) + "\n")
     return payload
@@ -83,13 +91,17 @@ def draw_set_predictions(model, detection_set, output_dir, count=4, min_score=0.
                                                               getattr(detection_set, "sources", []))
              if isinstance(src, str)}
     paths = []
+    detector = Detector(model, detection_set.class_names)
     for image, info in pipeline.eval_dataset(detection_set, 1, resize=False).take(count):
-        image = image[0]
-        dets = postprocess.decode_detections(model(resize_image(image)[None], training=False))
-        drawn = visualize.draw_kept(image.numpy(), dets["boxes"][0].numpy(), dets["classes"][0].numpy(),
-                                    dets["scores"][0].numpy(), detection_set.class_names, min_score)[0]
+        if not len(image):  # unreadable: named by the pipeline
+            continue
+        dets = detector.detect_batch(image.numpy())
+        n = int(dets["num_detections"][0])
+        drawn = visualize.draw_kept(image[0].numpy(), dets["boxes"][0, :n], dets["classes"][0, :n],
+                                    dets["scores"][0, :n], detector.class_names, min_score)[0]
         image_id = int(info["image_id"][0].numpy())
         path = output_dir / f"{files.get(image_id, f'image-{image_id}')}.jpg"
         Image.fromarray(drawn).save(path, quality=92)
         paths.append(path)
     return paths
+

@@ -1,7 +1,8 @@
-"""The serving graph: encoded bytes or uint8 images of any size -> detections.
+"""The detection graph: encoded bytes, uint8 images of any size, or resized images -> detections.
 
-Shared by the exported SavedModel (``ssd_tf.export``) and by in-process prediction and evaluation
-(``ssd_tf.artifacts.Predictor``), so all three resize, decode and suppress identically.
+The one model-then-decode path: the exported SavedModel's signatures (``ssd_tf.export``) and
+``ssd_tf.Detector`` on a Keras model (prediction, evaluation, the TensorBoard images callback) all
+run these functions, so they resize, decode and suppress identically.
 """
 
 import tensorflow as tf
@@ -26,6 +27,12 @@ class ServingModule(tf.Module):
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
         self.image_size = anchors_lib.SSD300.image_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 300, 300, 3], tf.float32, name="images")])
+    def detect(self, images):
+        """Detections for images already resized to 300x300 (float, 0..255): what the evaluation
+        pipeline yields. Not a SavedModel signature."""
+        return self._detect(images)
 
     def _detect(self, images_float):
         # NMS has no XLA kernel and the model runs well without: no jit here.

@@ -14,6 +14,7 @@ import tensorflow as tf
 import ssd_tf
 from conftest import shared_data
 from ssd_tf import artifacts, export
+from ssd_tf.detector import Detector
 from ssd_tf.data.resize import resize_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -204,7 +205,7 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
         assert saved_model_cli[name] == pytest.approx(value, abs=2e-3), name
     # The adverse case: scores tied to within rounding (0.62 of neighbours measured), as a confident
     # detector's saturate.
-    scores = np.sort([r["score"] for r in evaluation.predict_coco_results(model, val, detector=callback._detector)])
+    scores = np.sort([r["score"] for r in evaluation.predict_coco_results(callback._detector, val)])
     assert np.mean(np.diff(scores) < 1e-5) > 0.3
 
 
@@ -272,7 +273,7 @@ def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
         with pytest.raises(ValueError, match="does not fit|do not fit"):
             export.export_from_artifact(run, tmp_path / "saved_models", "bad")
         with pytest.raises(ValueError, match="does not fit|do not fit"):
-            artifacts.Predictor(run)
+            Detector.load(run)
         with pytest.raises(ValueError, match="does not fit|do not fit"):
             evaluation.evaluate_artifact(run, "synthetic")
     assert not (tmp_path / "saved_models").exists()

@@ -20,3 +20,8 @@ def read_classes(folder):
         return None, None
     payload = json.loads(path.read_text())
     return tuple(payload["class_names"]), tuple(payload["category_ids"])
+
+
+def generic_names(num_classes):
+    """Names for a model that came without them: background, class_1 ... class_{C-1}."""
+    return ("background",) + tuple(f"class_{i}" for i in range(1, int(num_classes)))

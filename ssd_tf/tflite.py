@@ -1,0 +1,193 @@
+"""TFLite: convert an SSD300 to a ``.tflite`` detector in the TF Object Detection API's layout, and run one.
+
+The file holds builtin TFLite ops only, plus TFLite's ``TFLite_Detection_PostProcess`` custom op,
+which the standard interpreter (LiteRT, ``tf.lite``, Android, the Edge TPU compiler) ships; no
+Select-TF (Flex) ops.
+
+Input: ``image`` uint8 [1, 300, 300, 3], RGB, already resized (normalisation is inside the model).
+Outputs, as the OD API's TFLite SSD models give them:
+  ``detection_boxes``   float32 [1, K, 4]: normalised (ymin, xmin, ymax, xmax), clipped to [0, 1];
+  ``detection_classes`` float32 [1, K]: class index without background, 0..C-2 (our class id - 1;
+                        line i of the label file);
+  ``detection_scores``  float32 [1, K];
+  ``num_detections``    float32 [1].
+"""
+
+import logging
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from ssd_tf import anchors as anchors_lib
+from ssd_tf.data.resize import resize_image
+
+log = logging.getLogger("ssd_tf.tflite")
+QUANTIZE = ("none", "float16", "int8")
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+LABELS_FILE = "labels.txt"
+
+
+def _postprocess_signature(num_classes, score_threshold, iou_threshold, max_detections, spec):
+    # The op's attributes, as a NodeDef text the converter legalises into the custom op (the OD
+    # API's way). Regular (per-class) NMS, as decode_detections does; scales are 1 / variances.
+    attrs = {"max_detections": f"i: {int(max_detections)}", "max_classes_per_detection": "i: 1",
+             "detections_per_class": f"i: {int(max_detections)}", "use_regular_nms": "b: true",
+             "nms_score_threshold": f"f: {float(score_threshold)!r}",
+             "nms_iou_threshold": f"f: {float(iou_threshold)!r}",
+             "y_scale": f"f: {1 / spec.scale_xy!r}", "x_scale": f"f: {1 / spec.scale_xy!r}",
+             "h_scale": f"f: {1 / spec.scale_wh!r}", "w_scale": f"f: {1 / spec.scale_wh!r}",
+             "num_classes": f"i: {int(num_classes) - 1}"}
+    attrs = [f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs.items()]
+    return " ".join([f'name: "{POSTPROCESS_OP}"'] + attrs)
+
+
+class TFLiteModule(tf.Module):
+    """The graph that converts: uint8 image -> model -> (y, x, h, w) encodings and softmax scores
+    -> TFLite_Detection_PostProcess -> clipped boxes."""
+
+    def __init__(self, model, score_threshold=0.05, iou_threshold=0.5, max_detections=100, spec=anchors_lib.SSD300):
+        super().__init__(name="ssd300_tflite")
+        shape = tuple(model.input_shape[1:])
+        if shape != (spec.image_size, spec.image_size, 3):
+            raise ValueError(f"TFLite export needs a {spec.image_size}x{spec.image_size}x3 input; "
+                             f"the model takes {shape}")
+        num_classes = int(model.output_shape[-1]) - 4
+        if num_classes < 2:
+            raise ValueError(f"TFLite export needs background plus at least one class; the model has {num_classes}")
+        # As in ServingModule: track the raw variables, reach the model through an untracked closure.
+        self.model_variables = [v.value for v in model.weights]
+        self._run_model = lambda images: model(images, training=False)
+        cxcywh = anchors_lib.default_boxes(spec)
+        self._anchors_yxhw = cxcywh[:, [1, 0, 3, 2]].astype(np.float32)
+        self.size = spec.image_size
+        signature = _postprocess_signature(num_classes, score_threshold, iou_threshold, max_detections, spec)
+
+        @tf.function(experimental_implements=signature)
+        def postprocess(box_encodings, class_predictions, anchors):  # noqa: ARG001 (replaced by the op)
+            zero = tf.constant(0.0)
+            return zero, zero, zero, zero
+        self._postprocess = postprocess
+
+        @tf.function(input_signature=[tf.TensorSpec([1, self.size, self.size, 3], tf.uint8, name="image")])
+        def detect(image):
+            raw = self._run_model(tf.cast(image, tf.float32))
+            raw = tf.cast(raw, tf.float32)
+            encodings = tf.gather(raw[..., :4], [1, 0, 3, 2], axis=-1)  # our (x, y, w, h) -> the op's (y, x, h, w)
+            scores = tf.nn.softmax(raw[..., 4:], axis=-1)  # background stays at index 0
+            boxes, classes, scores, count = self._postprocess(encodings, scores, tf.constant(self._anchors_yxhw))
+            # The op leaves boxes unclipped; decode_detections clips them to the image.
+            return {"detection_boxes": tf.clip_by_value(boxes, 0.0, 1.0), "detection_classes": classes,
+                    "detection_scores": scores, "num_detections": count}
+        self.detect = detect
+
+
+def convert(model, quantize="none", calibration_images=None, **thresholds):
+    """The ``.tflite`` bytes of a Keras SSD300.
+
+    ``quantize``: "none" (float32), "float16" (float16 weights), or "int8" (full-integer network,
+    uint8 input, float post-processing; needs ``calibration_images``: an iterable of uint8
+    [300, 300, 3] arrays).
+    """
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {QUANTIZE}, not {quantize!r}")
+    module = TFLiteModule(model, **thresholds)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.detect.get_concrete_function()], module)
+    converter.allow_custom_ops = True  # TFLite_Detection_PostProcess only: Flex ops stay off
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        if calibration_images is None:
+            raise ValueError("int8 quantisation needs calibration images")
+        images = [np.asarray(i, np.uint8)[None] for i in calibration_images]
+        if not images:
+            raise ValueError("int8 quantisation needs at least one calibration image")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image] for image in images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+    data = converter.convert()
+    flex = [op for op in operators(data) if op.startswith("Flex")]
+    if flex:  # would need the Flex delegate, which phones and the Edge TPU compiler refuse
+        raise RuntimeError(f"the converted model needs Select-TF ops {sorted(set(flex))}")
+    return data
+
+
+def interpreter_class():
+    """LiteRT's Interpreter (the ``ai-edge-litert`` package) when installed, else ``tf.lite``'s.
+
+    LiteRT is the maintained runtime and what devices run; ``tf.lite.Interpreter`` is deprecated
+    but ships with TensorFlow, so a plain install can still read the files it converts.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def _interpreter(data, **kwargs):
+    Interpreter = interpreter_class()
+    try:  # without delegates, the op list is the file's own (XNNPACK would fold ops into DELEGATE)
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        OpResolverType = tf.lite.experimental.OpResolverType
+    return Interpreter(model_content=data, **kwargs,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+def operators(data):
+    """The operator names of a ``.tflite`` model (bytes), one per op in the graph."""
+    interpreter = _interpreter(data)
+    return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
+class TFLiteRunner:
+    """Runs a ``.tflite`` file written by ``convert`` on one uint8 image of any size at a time.
+
+    ``detect_batch(images uint8 [B, H, W, 3])`` -> numpy dict as ``decode_detections`` gives it:
+    ``boxes`` [B, K, 4] normalised xyxy, ``scores`` [B, K], ``classes`` [B, K] int32 (1..C-1; 0
+    in padding), ``num_detections`` [B].
+    """
+
+    def __init__(self, path, num_threads=None):
+        self.path = pathlib.Path(path)
+        try:
+            data = self.path.read_bytes()
+            self.interpreter = interpreter_class()(model_content=data, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+            self._run = self.interpreter.get_signature_runner()
+        except (ValueError, RuntimeError, OSError) as err:
+            raise ValueError(f"{self.path}: not a readable TFLite model: {str(err).strip().splitlines()[0]}") from None
+        inputs = self._run.get_input_details()
+        outputs = self._run.get_output_details()
+        spec = inputs.get("image", {})
+        self.size = anchors_lib.SSD300.image_size
+        if (set(inputs) != {"image"} or spec.get("dtype") != np.uint8
+                or tuple(spec.get("shape", ())) != (1, self.size, self.size, 3) or set(outputs) != set(OUTPUTS)):
+            got = {k: (tuple(v["shape"]), np.dtype(v["dtype"]).name) for k, v in {**inputs, **outputs}.items()}
+            raise ValueError(f"{self.path}: not an ssd-tf detector: expected one uint8 input 'image' [1, {self.size}, "
+                             f"{self.size}, 3] and outputs {', '.join(OUTPUTS)}; got {got}")
+        self.max_detections = int(outputs["detection_scores"]["shape"][-1])
+
+    def prepare(self, image):
+        """uint8 [H, W, 3] -> the model's uint8 [1, 300, 300, 3] input, resized as training and serving resize."""
+        resized = resize_image(tf.convert_to_tensor(image), self.size)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()[None]
+
+    def detect_batch(self, images):
+        keys = ("boxes", "scores", "classes", "num_detections")
+        results = {k: [] for k in keys}
+        for image in images:
+            out = self._run(image=self.prepare(image))
+            n = int(out["num_detections"][0])
+            valid = np.arange(out["detection_scores"].shape[1]) < n
+            results["boxes"].append(np.where(valid[:, None], out["detection_boxes"][0][:, [1, 0, 3, 2]], 0.0))
+            results["scores"].append(np.where(valid, out["detection_scores"][0], 0.0))
+            results["classes"].append(np.where(valid, out["detection_classes"][0].astype(np.int32) + 1, 0))
+            results["num_detections"].append(n)
+        return {k: np.asarray(v, np.int32 if k in ("classes", "num_detections") else np.float32)
+                for k, v in results.items()}
