@@ -1,9 +1,10 @@
 """Benchmarks. `data`: training-pipeline images/s, ours beside the seed's; `startup`: reading a
-COCO-style set; `train`: training images/s.
+COCO-style set; `train`: training images/s; `inference`: every inference path beside the seed's.
 
     python scripts/benchmark.py data [--data-dir ../shared/data/voc2012_sample/VOC2012]
     python scripts/benchmark.py startup [--images 2000]
     python scripts/benchmark.py train [--batch-size 8] [--precision float32|float16|bfloat16]
+    python scripts/benchmark.py inference [--images-dir ../shared/data/voc2012_sample/VOC2012/JPEGImages]
 """
 
 import argparse
@@ -34,7 +35,18 @@ def main(argv=None):
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--steps", type=int, default=5)
     t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32")
+    i = sub.add_parser("inference", help="images/s of Keras, SavedModel, TFLite and the seed's PyTorch inference")
+    i.add_argument("--images-dir", help="a folder of images (default: built-in set images, 320x240)")
+    i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
+    i.add_argument("--passes", type=int, default=3, help="alternating timed passes; medians are reported")
+    i.add_argument("--threads", type=int, help="threads for TF, TFLite and torch alike (default: usable cores)")
+    i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,seed",
+                   help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, seed")
+    i.add_argument("--batch-sizes", default="1,8", help="comma-separated (TFLite runs batch 1 only)")
     args = parser.parse_args(argv)
+    if args.what == "inference":
+        _inference(args)
+        return
     if args.what == "data":
         dataset = data.read_voc(args.data_dir, args.split)
         with tempfile.TemporaryDirectory() as folder:
@@ -60,6 +72,33 @@ def main(argv=None):
         result = benchmark.train_throughput(args.batch_size, args.steps, args.precision)
         print(f"training: {result['images_per_s_median']:.2f} images/s, {result['step_s_median']:.2f} s/step "
               f"(median of {args.steps}, batch {args.batch_size}, {args.precision}) on {result['machine']}")
+    print(json.dumps(result))
+
+
+def _inference(args):
+    import tensorflow as tf
+
+    threads = args.threads or data.pipeline.usable_cores()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if args.images_dir:
+        from ssd_tf.prediction import list_images, load_image
+        images = [load_image(p) for p in list_images(args.images_dir)[:args.images]]
+    else:
+        from ssd_tf.data.synthetic import make_synthetic
+        detection_set = make_synthetic(args.images, seed=0)
+        images = [image[0].numpy() for image, _ in data.eval_dataset(detection_set, 1, resize=False)]
+    if not images:
+        raise SystemExit(f"error: no images in {args.images_dir}")
+    with tempfile.TemporaryDirectory() as folder:
+        result = benchmark.inference_throughput(
+            images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads,
+            [f.strip() for f in args.formats.split(",")])
+    for name, entry in result["rates"].items():
+        ratio = f"  ({entry['vs_seed']:.2f}x the seed)" if "vs_seed" in entry else ""
+        print(f"{name:>24}: {entry['images_per_s_median']:7.2f} images/s{ratio}")
+    print(f"medians of {args.passes} alternating passes over {result['images']} images, {threads} threads, "
+          f"on {result['machine']}")
     print(json.dumps(result))
 
 

@@ -29,7 +29,8 @@ def main(argv=None):
     p.add_argument("--quantize", choices=["none", "float16", "int8"], default="none",
                    help="tflite: none (float32), float16 weights, or int8 (full-integer network, uint8 input)")
     p.add_argument("--calibration-data",
-                   help="tflite int8: a folder of training images (searched recursively), a TFRecord folder, or "
+                   help="tflite int8: a VOC20xx folder (its train split), a TFRecord folder, a folder of images "
+                        "(searched recursively), or "
                         "'synthetic' (the built-in set)")
     p.add_argument("--calibration-images", type=int, default=300,
                    help="tflite int8: how many calibration images to use (default 300)")

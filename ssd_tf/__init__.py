@@ -12,11 +12,13 @@ from ssd_tf.encoding import encode_targets, encode_y_true
 from ssd_tf.losses import SSDLoss
 from ssd_tf.model import build_ssd300
 from ssd_tf.postprocess import decode_detections
+from ssd_tf.detector import Detector
 
 __version__ = "0.1.0"
 
 __all__ = [
     "build_ssd300",
+    "Detector",
     "decode_detections",
     "default_boxes",
     "encode_targets",

@@ -173,3 +173,109 @@ def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21,
     step = statistics.median(times)
     return {"images_per_s_median": batch_size / step, "step_s_median": step, "batch_size": batch_size,
             "precision": precision, "machine": _machine()}
+
+
+def _seed_detector(num_classes, threads):
+    """The seed's inference on uint8 images: PIL resize to 300x300, ToTensor + Normalize, NVIDIA's
+    SSD300 (the plain-torch transcription in the checkout's tests/nvidia_reference.py) and the
+    seed's PostProcess. None when torch or the checkout's tests folder is missing."""
+    import sys
+    try:
+        import torch
+        from PIL import Image
+    except ImportError:
+        return None
+    tests = pathlib.Path(__file__).resolve().parents[1] / "tests"
+    if not (tests / "nvidia_reference.py").is_file():
+        return None
+    sys.path.insert(0, str(tests))
+    import nvidia_reference
+
+    from ssd_tf import seed_reference
+    torch.set_num_threads(threads)
+    model = nvidia_reference.SSD300(label_num=num_classes).eval()
+    post = seed_reference.PostProcess(seed_reference.dboxes300_coco())
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def forward(images):
+        batch = torch.stack([
+            (torch.from_numpy(np.array(Image.fromarray(i).resize((300, 300), Image.BILINEAR))).permute(2, 0, 1)
+             .float() / 255 - mean) / std for i in images])
+        with torch.no_grad():
+            return model(batch)
+
+    def detect(images):
+        with torch.no_grad():
+            return post(*forward(images))
+    return detect, forward
+
+
+def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=None, formats=None,
+                         num_classes=21, seed=0):
+    """Images/s of every inference path on the same uint8 ``images`` (list of [H, W, 3]) with the
+    same ``threads``, medians over ``passes`` alternating passes, and ratios to the seed's PyTorch
+    model and PostProcess at the same batch size.
+
+    Paths: ``keras`` (Detector on the Keras model: resize, model, decode, NMS), ``saved_model_bytes``
+    (serving_default on JPEG bytes) and ``saved_model_images`` (serve_images), ``tflite_float32``
+    and ``tflite_int8`` (batch 1: the files take one image), ``seed``. A random-weight model: speed
+    does not depend on the weights. Exports go to ``folder``."""
+    from ssd_tf import export
+    from ssd_tf.detector import Detector
+
+    threads = threads or data_lib.pipeline.usable_cores()
+    formats = set(formats or ("keras", "saved_model", "tflite_float32", "tflite_int8", "seed"))
+    folder = pathlib.Path(folder)
+    keras.utils.set_random_seed(seed)
+    model = build_ssd300(num_classes)
+    paths = {}  # name -> (batch sizes, function of a list of images)
+    if "keras" in formats:
+        keras_detector = Detector(model)
+        paths["keras"] = (batch_sizes, keras_detector.detect)
+    if "saved_model" in formats:
+        saved = tf.saved_model.load(str(export.export_saved_model(model, folder / "saved_model")))
+        by_bytes, by_images = saved.signatures["serving_default"], saved.signatures["serve_images"]
+        jpegs = {id(i): tf.io.encode_jpeg(i, quality=90).numpy() for i in images}
+        paths["saved_model_bytes"] = (batch_sizes, lambda batch: by_bytes(
+            image_bytes=tf.constant([jpegs[id(i)] for i in batch])))
+        paths["saved_model_images"] = (batch_sizes, lambda batch: [by_images(images=tf.constant(i[None]))
+                                                                   for i in batch] if len({i.shape for i in batch}) > 1
+                                       else by_images(images=tf.constant(np.stack(batch))))
+    for quantize, name in (("none", "tflite_float32"), ("int8", "tflite_int8")):
+        if name in formats:
+            calibration = [export.calibration_image(i) for i in images] if quantize == "int8" else None
+            from ssd_tf import tflite
+            path = folder / name / "model.tflite"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(tflite.convert(model, quantize, calibration))
+            runner = tflite.TFLiteRunner(path, num_threads=threads)
+            paths[name] = ((1,), runner.detect_batch)
+    if "seed" in formats:
+        seed_paths = _seed_detector(num_classes, threads)
+        if seed_paths is not None:
+            paths["seed"] = (batch_sizes, seed_paths[0])
+            # The seed's network alone: its PostProcess runs a greedy NMS in Python here
+            # (torchvision does not import beside this CPU torch), whose cost grows with the
+            # boxes over 0.05 that random weights give.
+            paths["seed_network_only"] = (batch_sizes, seed_paths[1])
+    runs = [(name, b, fn) for name, (sizes, fn) in paths.items() for b in sizes]
+    batches = {b: [images[i:i + b] for i in range(0, len(images) - b + 1, b)] or [images] for b in batch_sizes}
+    for name, b, fn in runs:  # warm-up: traces, first-call allocations
+        fn(batches[b][0])
+    rates = {(name, b): [] for name, b, _ in runs}
+    for _ in range(passes):
+        for name, b, fn in runs:
+            start = time.perf_counter()
+            count = 0
+            for batch in batches[b]:
+                fn(batch)
+                count += len(batch)
+            rates[(name, b)].append(count / (time.perf_counter() - start))
+    result = {"machine": _machine(), "threads": threads, "images": len(images), "passes": passes, "rates": {}}
+    for (name, b), values in rates.items():
+        entry = {"images_per_s_median": statistics.median(values), "passes": values}
+        if ("seed", b) in rates and not name.startswith("seed"):
+            entry["vs_seed"] = entry["images_per_s_median"] / statistics.median(rates[("seed", b)])
+        result["rates"][f"{name}_b{b}"] = entry
+    return result

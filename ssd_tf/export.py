@@ -103,23 +103,26 @@ def export_from_artifact(source, output_root="saved_models", name="ssd300", vers
                               model_name=name, **thresholds)
 
 
+def calibration_image(image):
+    """uint8 [H, W, 3] -> the TFLite model's uint8 [300, 300, 3] input, resized as training and serving resize."""
+    from ssd_tf.tflite import to_input
+    return to_input(image)
+
+
 def calibration_images(source, count=300, seed=0):
     """Up to ``count`` uint8 [300, 300, 3] images for int8 calibration, resized as the model sees
-    them: from a folder of images (searched recursively; a random ``count`` of them, seeded), a
-    folder of this project's TFRecords (its train split), or "synthetic" (the built-in training set).
+    them: from a VOC20xx folder (its train split's images, else trainval's), a folder of this
+    project's TFRecords (its train split), any other folder of images (searched recursively), or
+    "synthetic" (the built-in training set); a random ``count`` of them, seeded.
 
     ValueError before any conversion when the source is missing or holds no readable image;
     unreadable images are skipped with a warning.
     """
     from ssd_tf import data as data_lib
-    from ssd_tf.data.resize import resize_image
     from ssd_tf.data.synthetic import builtin_split
-    from ssd_tf.prediction import IMAGE_SUFFIXES, load_image
+    from ssd_tf.prediction import IMAGE_SUFFIXES
 
-    def prepared(image):
-        resized = resize_image(tf.convert_to_tensor(image), 300)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
-
+    prepared = calibration_image
     if str(source) == "synthetic":
         detection_set = builtin_split("train", max(count, 4), seed)
         return [prepared(image[0]) for image, _ in data_lib.eval_dataset(detection_set, 1, resize=False).take(count)]
@@ -127,23 +130,37 @@ def calibration_images(source, count=300, seed=0):
     if not folder.is_dir():
         raise ValueError(f"--calibration-data {folder}: no such folder (give a folder of training images, "
                          "a TFRecord folder, or 'synthetic')")
-    if list(folder.glob("*.tfrecord*")):
+    voc_split = next((folder / "ImageSets" / "Main" / f"{name}.txt" for name in ("train", "trainval")
+                      if (folder / "ImageSets" / "Main" / f"{name}.txt").is_file()), None)
+    if voc_split is not None and (folder / "JPEGImages").is_dir():  # a VOC folder: its training images
+        ids = [line.split()[0] for line in voc_split.read_text().splitlines() if line.strip()]
+        files = [folder / "JPEGImages" / f"{i}.jpg" for i in ids]
+        images = _readable(files, count, seed, prepared)
+    elif list(folder.glob("*.tfrecord*")):
         detection_set = data_lib.read_tfrecords(folder, "train")
         batches = data_lib.eval_dataset(detection_set, 1, resize=False).take(count)
         images = [prepared(image[0]) for image, _ in batches if len(image)]
     else:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        files = [files[i] for i in sorted(np.random.default_rng(seed).permutation(len(files))[:count])]
-        images = []
-        for path in files:
-            try:
-                images.append(prepared(load_image(path)))
-            except ValueError as err:
-                log.warning("calibration: skipped %s", err)
-        if len(images) < len(files):
-            log.warning("calibration: %d of %d images unreadable, skipped", len(files) - len(images), len(files))
+        images = _readable(files, count, seed, prepared)
     if not images:
         raise ValueError(f"--calibration-data {folder}: no readable images there")
+    return images
+
+
+def _readable(files, count, seed, prepared):
+    """``prepared`` images of a random ``count`` of ``files`` (seeded); unreadable ones skipped with a warning."""
+    from ssd_tf.prediction import load_image
+
+    files = [files[i] for i in sorted(np.random.default_rng(seed).permutation(len(files))[:count])]
+    images = []
+    for path in files:
+        try:
+            images.append(prepared(load_image(path)))
+        except (ValueError, FileNotFoundError) as err:
+            log.warning("calibration: skipped %s", err)
+    if len(images) < len(files):
+        log.warning("calibration: %d of %d images unreadable, skipped", len(files) - len(images), len(files))
     return images
 
 

@@ -145,6 +145,12 @@ def operators(data):
     return [op["op_name"] for op in interpreter._get_ops_details()]
 
 
+def to_input(image, size=anchors_lib.SSD300.image_size):
+    """uint8 [H, W, 3] -> uint8 [size, size, 3], resized as training and serving resize, rounded."""
+    resized = resize_image(tf.convert_to_tensor(image), size)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+
+
 class TFLiteRunner:
     """Runs a ``.tflite`` file written by ``convert`` on one uint8 image of any size at a time.
 
@@ -173,16 +179,11 @@ class TFLiteRunner:
                              f"{self.size}, 3] and outputs {', '.join(OUTPUTS)}; got {got}")
         self.max_detections = int(outputs["detection_scores"]["shape"][-1])
 
-    def prepare(self, image):
-        """uint8 [H, W, 3] -> the model's uint8 [1, 300, 300, 3] input, resized as training and serving resize."""
-        resized = resize_image(tf.convert_to_tensor(image), self.size)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()[None]
-
     def detect_batch(self, images):
         keys = ("boxes", "scores", "classes", "num_detections")
         results = {k: [] for k in keys}
         for image in images:
-            out = self._run(image=self.prepare(image))
+            out = self._run(image=to_input(image, self.size)[None])
             n = int(out["num_detections"][0])
             valid = np.arange(out["detection_scores"].shape[1]) < n
             results["boxes"].append(np.where(valid[:, None], out["detection_boxes"][0][:, [1, 0, 3, 2]], 0.0))
