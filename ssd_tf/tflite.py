@@ -6,7 +6,8 @@ Select-TF (Flex) ops.
 
 Input: ``image`` uint8 [1, 300, 300, 3], RGB, already resized (normalisation is inside the model).
 Outputs, as the OD API's TFLite SSD models give them:
-  ``detection_boxes``   float32 [1, K, 4]: normalised (ymin, xmin, ymax, xmax), clipped to [0, 1];
+  ``detection_boxes``   float32 [1, K, 4]: normalised (ymin, xmin, ymax, xmax), clipped to [0, 1]
+                        (before NMS, as ``decode_detections`` does, except in int8 models);
   ``detection_classes`` float32 [1, K]: class index without background, 0..C-2 (our class id - 1;
                         line i of the label file);
   ``detection_scores``  float32 [1, K];
@@ -27,6 +28,7 @@ QUANTIZE = ("none", "float16", "int8")
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 LABELS_FILE = "labels.txt"
+LOGIT_RANGE = 8.0
 
 
 def _postprocess_signature(num_classes, score_threshold, iou_threshold, max_detections, spec):
@@ -45,9 +47,14 @@ def _postprocess_signature(num_classes, score_threshold, iou_threshold, max_dete
 
 class TFLiteModule(tf.Module):
     """The graph that converts: uint8 image -> model -> (y, x, h, w) encodings and softmax scores
-    -> TFLite_Detection_PostProcess -> clipped boxes."""
+    -> TFLite_Detection_PostProcess, on boxes clipped to the image, as decode_detections does.
 
-    def __init__(self, model, score_threshold=0.05, iou_threshold=0.5, max_detections=100, spec=anchors_lib.SSD300):
+    ``clip_before_nms=False`` hands the op the network's encodings as they are (it then suppresses
+    among unclipped boxes, which are clipped after): for int8, whose converter would quantise the
+    clipping's decode and re-encode too (exp, log), which cost 0.77 of AP50 on the raccoon model."""
+
+    def __init__(self, model, score_threshold=0.05, iou_threshold=0.5, max_detections=100, spec=anchors_lib.SSD300,
+                 clip_before_nms=True):
         super().__init__(name="ssd300_tflite")
         shape = tuple(model.input_shape[1:])
         if shape != (spec.image_size, spec.image_size, 3):
@@ -56,9 +63,30 @@ class TFLiteModule(tf.Module):
         num_classes = int(model.output_shape[-1]) - 4
         if num_classes < 2:
             raise ValueError(f"TFLite export needs background plus at least one class; the model has {num_classes}")
+        # int8 gives each tensor one scale, and TFLite's concatenation makes its inputs share one. A
+        # trained model's 38x38 class head is sure of background by logits of +-800 while its 5x5
+        # to 1x1 heads find objects with logits under 10: at one scale for all (6.2 a step) those
+        # become 0 and every score 0.5. So each class head is rewritten as a conv whose outputs are
+        # (class logit - background logit) / LOGIT_RANGE, clipped to [-1, 1] (a fused RELU_N1_TO_1,
+        # so int8 steps 1/128 of it), times LOGIT_RANGE; the background's is 0. Softmax over
+        # (0, differences) is the model's softmax, up to scores under e^-16.
+        import keras
+        features = [model.get_layer(f"conf{k}_conv").input for k in range(6)]
+        locs = [model.get_layer(f"loc{k}_flat").output for k in range(6)]
+        split = keras.Model(model.inputs, features + locs)
+        self.class_heads = []
+        for k in range(6):
+            kernel, bias = model.get_layer(f"conf{k}_conv").get_weights()
+            boxes = kernel.shape[-1] // num_classes
+            kernel = kernel.reshape(*kernel.shape[:3], boxes, num_classes)
+            bias = bias.reshape(boxes, num_classes)
+            kernel = (kernel[..., 1:] - kernel[..., :1]) / LOGIT_RANGE
+            bias = (bias[:, 1:] - bias[:, :1]) / LOGIT_RANGE
+            self.class_heads.append((tf.constant(kernel.reshape(*kernel.shape[:3], -1), tf.float32),
+                                     tf.constant(bias.reshape(-1), tf.float32), boxes))
         # As in ServingModule: track the raw variables, reach the model through an untracked closure.
         self.model_variables = [v.value for v in model.weights]
-        self._run_model = lambda images: model(images, training=False)
+        self._run_model = lambda images: split(images, training=False)
         cxcywh = anchors_lib.default_boxes(spec)
         self._anchors_yxhw = cxcywh[:, [1, 0, 3, 2]].astype(np.float32)
         self.size = spec.image_size
@@ -72,15 +100,47 @@ class TFLiteModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([1, self.size, self.size, 3], tf.uint8, name="image")])
         def detect(image):
-            raw = self._run_model(tf.cast(image, tf.float32))
-            raw = tf.cast(raw, tf.float32)
-            encodings = tf.gather(raw[..., :4], [1, 0, 3, 2], axis=-1)  # our (x, y, w, h) -> the op's (y, x, h, w)
-            scores = tf.nn.softmax(raw[..., 4:], axis=-1)  # background stays at index 0
+            outputs = [tf.cast(t, tf.float32) for t in self._run_model(tf.cast(image, tf.float32))]
+            loc = tf.concat(outputs[6:], axis=1)
+            differences = []
+            for feature, (kernel, bias, boxes) in zip(outputs[:6], self.class_heads):
+                x = tf.nn.conv2d(feature, kernel, 1, "SAME") + bias
+                x = tf.minimum(tf.maximum(x, -1.0), 1.0) * LOGIT_RANGE
+                size = feature.shape[1]
+                x = tf.reshape(x, [1, size, size, boxes, num_classes - 1])  # the model's slot order
+                differences.append(tf.reshape(tf.transpose(x, [0, 3, 1, 2, 4]), [1, boxes * size * size, -1]))
+            differences = tf.concat(differences, axis=1)
+            conf = tf.concat([tf.zeros_like(differences[..., :1]), differences], axis=-1)
+            scores = tf.nn.softmax(conf, axis=-1)  # background stays at index 0
+            if clip_before_nms:
+                encodings, big_enough = self._clipped_encodings(loc)
+                scores = scores * big_enough[..., None]
+            else:  # our (x, y, w, h) -> the op's (y, x, h, w)
+                encodings = tf.gather(loc, [1, 0, 3, 2], axis=-1)
             boxes, classes, scores, count = self._postprocess(encodings, scores, tf.constant(self._anchors_yxhw))
-            # The op leaves boxes unclipped; decode_detections clips them to the image.
             return {"detection_boxes": tf.clip_by_value(boxes, 0.0, 1.0), "detection_classes": classes,
                     "detection_scores": scores, "num_detections": count}
         self.detect = detect
+        self._spec = spec
+
+    def _clipped_encodings(self, loc):
+        """The op's (y, x, h, w) encodings of the boxes ``loc`` decodes to, clipped to the image,
+        and a [1, N] mask of boxes at least 1/300 wide and high: what decode_detections suppresses
+        among and keeps. The op decodes and suppresses unclipped boxes; encoding the clipped ones
+        makes it decode exactly those (to float rounding)."""
+        spec = self._spec
+        anchors = tf.constant(self._anchors_yxhw[:, [1, 0, 3, 2]])  # cx, cy, w, h
+        centre = loc[..., :2] * spec.scale_xy * anchors[:, 2:] + anchors[:, :2]
+        size = tf.exp(loc[..., 2:] * spec.scale_wh) * anchors[:, 2:]
+        low = tf.clip_by_value(centre - size / 2, 0.0, 1.0)
+        high = tf.clip_by_value(centre + size / 2, 0.0, 1.0)
+        size = high - low
+        big_enough = tf.cast(tf.reduce_all(size >= 1.0 / spec.image_size, axis=-1), tf.float32)
+        centre = (low + high) / 2
+        size = tf.maximum(size, 1e-6)  # a box clipped to nothing: scored 0 above, any finite encoding
+        xy = (centre - anchors[:, :2]) / anchors[:, 2:] / spec.scale_xy
+        wh = tf.math.log(size / anchors[:, 2:]) / spec.scale_wh
+        return tf.gather(tf.concat([xy, wh], axis=-1), [1, 0, 3, 2], axis=-1), big_enough
 
 
 def convert(model, quantize="none", calibration_images=None, **thresholds):
@@ -92,7 +152,7 @@ def convert(model, quantize="none", calibration_images=None, **thresholds):
     """
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, not {quantize!r}")
-    module = TFLiteModule(model, **thresholds)
+    module = TFLiteModule(model, **thresholds, clip_before_nms=quantize != "int8")
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.detect.get_concrete_function()], module)
     converter.allow_custom_ops = True  # TFLite_Detection_PostProcess only: Flex ops stay off
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -15,6 +15,9 @@ from ssd_tf import artifacts, export, tflite
 from ssd_tf.detector import Detector
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
+# One xdist worker runs this module (--dist loadgroup), so the trained model and its exports are
+# built once, not once per worker.
+pytestmark = pytest.mark.xdist_group("deploy")
 
 
 def _iou(a, b):
@@ -29,27 +32,43 @@ def _raccoon_images(count):
     return sorted(folder.glob("*.jpg"))[:count]
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A built-in-set model (4 classes) in all four forms: run folder (final.keras + classes.json),
-    .keras file, SavedModel and float32 .tflite.
-
-    Random weights with sharpened class heads (kernels x10, background bias +4.5), so that
-    detections depend on the image and only a few per image clear 0.3 (42 over the six test
-    images): ties at the 100-detection cap would make "the same detections" ill-posed. (Two SGD
-    steps from random weights move BN statistics so far that every score saturates at 1.0, which
-    is the tie case again.)"""
+def _briefly_trained_shapes_model():
+    """A real, weak detector of the built-in set's shapes (val AP50 about 0.28), trained in about
+    a minute: the heads only, 40 epochs over the cached features of 32 training images (the
+    backbone keeps its seeded random weights). A trained model's detections are sparse and
+    image-dependent, as the comparisons below need, and its AP on real labels means something."""
     import keras
 
-    root = tmp_path_factory.mktemp("deploy")
+    from ssd_tf import data
+    from ssd_tf.data.synthetic import builtin_split
+
     keras.utils.set_random_seed(0)
     model = ssd_tf.build_ssd300(num_classes=4)
-    for k in range(6):
-        conv = model.get_layer(f"conf{k}_conv")
-        kernel, bias = conv.get_weights()
-        bias = bias.reshape(-1, 4)
-        bias[:, 0] += 4.5
-        conv.set_weights([kernel * 10, bias.reshape(-1)])
+    batches = list(data.validation_dataset(builtin_split("train", 32, seed=0), 8))
+    images = np.concatenate([b[0].numpy() for b in batches])
+    y_true = np.concatenate([b[1].numpy() for b in batches])
+    features = keras.Model(model.inputs, [model.get_layer(f"conf{k}_conv").input for k in range(6)])
+    cached = features.predict(images, batch_size=8, verbose=0)
+    inputs = [keras.Input(f.shape[1:]) for f in cached]
+
+    def head(kind, k, x):  # the model's own layers, so training them trains the model
+        for suffix in ("_conv", "_split", "_shape_major", "_flat"):
+            x = model.get_layer(f"{kind}{k}{suffix}")(x)
+        return x
+    loc = model.get_layer("loc")([head("loc", k, x) for k, x in enumerate(inputs)])
+    conf = model.get_layer("conf")([head("conf", k, x) for k, x in enumerate(inputs)])
+    heads = keras.Model(inputs, model.get_layer("predictions")([loc, conf]))
+    heads.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ssd_tf.SSDLoss())
+    heads.fit(cached, y_true, batch_size=8, epochs=40, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The briefly trained shapes model in all four forms: run folder (final.keras + classes.json),
+    .keras file, SavedModel and float32 .tflite."""
+    root = tmp_path_factory.mktemp("deploy")
+    model = _briefly_trained_shapes_model()
     run = root / "run"
     run.mkdir()
     model.save(run / "final.keras")
@@ -59,7 +78,7 @@ def models(tmp_path_factory):
     return {"run": run, "keras": run / "final.keras", "saved_model": saved, "tflite": lite, "root": root}
 
 
-def _test_images(count_voc=3, count_builtin=3):
+def _test_images(count_voc=3, count_builtin=5):
     """Real photos of different sizes (VOC, one grayscale) and built-in set validation images."""
     from ssd_tf import data
     from ssd_tf.data.synthetic import builtin_split
@@ -122,10 +141,10 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
     float_ops = tflite.operators(models["tflite"].read_bytes())
     assert float_ops.count(tflite.POSTPROCESS_OP) == 1
     assert not [op for op in float_ops if op.startswith("Flex")]
-    assert set(float_ops) - {tflite.POSTPROCESS_OP} <= {"ADD", "CAST", "CONCATENATION", "CONV_2D", "GATHER",
-                                                      "MAX_POOL_2D", "MUL", "PAD", "RESHAPE", "SOFTMAX",
-                                                      "STRIDED_SLICE", "SUB", "TRANSPOSE", "MAXIMUM", "MINIMUM",
-                                                      "RELU", "DEQUANTIZE", "QUANTIZE"}
+    # Every other op is one of TFLite's builtin operators (its schema's list).
+    from tensorflow.lite.python import schema_py_generated as schema
+    builtins = {name for name in vars(schema.BuiltinOperator) if name.isupper()} - {"CUSTOM", "DELEGATE"}
+    assert set(float_ops) - {tflite.POSTPROCESS_OP} <= builtins
     # The OD API layout, and a label file whose line i names output class i.
     runner = tflite.TFLiteRunner(models["tflite"])
     details = runner._run.get_output_details()
@@ -144,20 +163,13 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
 
 @pytest.mark.slow
 def test_int8_model_is_integer_small_and_scores_as_the_float_one(models, tmp_path):
-    """int8 weights and activations in the network, under a third of the float file, and AP50
-    within 0.05 of the float model's on real photos. A random-weight model finds no real objects
-    (its AP on a labelled set is 0 either way and would test nothing), so the ground truth is the
-    float model's own confident, distinct detections, as a trained detector's true positives
-    are: score >= 0.5, overlapping no better one above IoU 0.3. The float model does not score 1
-    there (its other detections rank among them); the int8 model must find the same objects as
-    well. Its near-tied scores make this model harder on int8 than a trained one: with 0.3
-    instead of 0.5, int8 moved AP50 by 0.065 here. The README measures the raccoon recipe's
-    model on the raccoon set's real labels."""
+    """int8 weights and activations in the network, under a third of the float file, and AP50 on
+    the built-in validation set (real labels) within 0.05 of the float model's. The README
+    measures the raccoon recipe's model the same way."""
     from ssd_tf import evaluation
-    from ssd_tf.data import DetectionSet
+    from ssd_tf.data.synthetic import builtin_split
 
-    calibration = shared_data("voc2012_sample", "VOC2012", "JPEGImages")
-    int8 = export.export_tflite(models["run"], tmp_path / "int8", "int8", calibration_data=calibration,
+    int8 = export.export_tflite(models["run"], tmp_path / "int8", "int8", calibration_data="synthetic",
                                 calibration_count=16)
     data = int8.read_bytes()
     assert len(data) < models["tflite"].stat().st_size / 3
@@ -169,31 +181,11 @@ def test_int8_model_is_integer_small_and_scores_as_the_float_one(models, tmp_pat
     for op in convs:  # activations in and out, and weights, are int8
         assert {np.dtype(tensors[i]["dtype"]) for i in (*op["inputs"][:2], *op["outputs"])} == {np.dtype(np.int8)}
     assert not [op for op in ops if op["op_name"].startswith("Flex")]
-
-    files = sorted(calibration.glob("*.jpg"))[20:44]
-    float_detector = Detector.load(models["tflite"])
-    from ssd_tf.prediction import load_image
-    found = float_detector.detect([load_image(f) for f in files])
-    keep = [_distinct(r, 0.5) for r in found]
-    truth = DetectionSet(
-        sources=[str(f) for f in files], boxes=[r["boxes"][k] for r, k in zip(found, keep)],
-        labels=[r["class_ids"][k] for r, k in zip(found, keep)],
-        difficult=[np.zeros(int(k.sum()), bool) for k in keep], image_ids=list(range(len(files))),
-        sizes=[load_image(f).shape[:2] for f in files], class_names=SHAPE_CLASSES, category_ids=(0, 1, 2, 3))
-    assert sum(int(k.sum()) for k in keep) >= 10
-    float_ap = evaluation.evaluate_model(float_detector, truth)["stats"]["AP50"]
-    int8_ap = evaluation.evaluate_model(Detector.load(int8), truth)["stats"]["AP50"]
-    assert float_ap > 0.5  # its own detections, less the overlapping ones it ranks among them
+    val = builtin_split("val", 32, seed=0)
+    float_ap = evaluation.evaluate_model(Detector.load(models["tflite"]), val)["stats"]["AP50"]
+    int8_ap = evaluation.evaluate_model(Detector.load(int8), val)["stats"]["AP50"]
+    assert float_ap > 0.15  # it finds shapes: the comparison means something
     assert abs(int8_ap - float_ap) <= 0.05, (float_ap, int8_ap)
-
-
-def _distinct(result, min_score, max_iou=0.3):
-    """Mask of detections at ``min_score`` that overlap no higher-scored kept one above ``max_iou``."""
-    keep = np.zeros(len(result["scores"]), bool)
-    for i in np.flatnonzero(result["scores"] >= min_score):
-        if all(_iou(result["boxes"][i], result["boxes"][j]) <= max_iou for j in np.flatnonzero(keep)):
-            keep[i] = True
-    return keep
 
 
 def test_calibration_and_model_errors_come_before_conversion(models, tmp_path):
