@@ -81,7 +81,8 @@ def next_version(model_root):
 def float32_model(model):
     """``model`` itself when float32; else a float32 copy with the same weights (a float16- or
     bfloat16-trained model serves in float32 on CPUs, where float16 is slow)."""
-    if model.dtype_policy.compute_dtype == "float32":
+    # The model's own policy stays float32 under mixed precision (Keras gives it to the layers).
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
         return model
     from ssd_tf.backbone import layout_of
     from ssd_tf.model import build_ssd300

@@ -2,6 +2,7 @@
 form, and exports that never overwrite."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -15,9 +16,6 @@ from ssd_tf import artifacts, export, tflite
 from ssd_tf.detector import Detector
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
-# One xdist worker runs this module (--dist loadgroup), so the trained model and its exports are
-# built once, not once per worker.
-pytestmark = pytest.mark.xdist_group("deploy")
 
 
 def _iou(a, b):
@@ -63,19 +61,30 @@ def _briefly_trained_shapes_model():
     return model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """The briefly trained shapes model in all four forms: run folder (final.keras + classes.json),
-    .keras file, SavedModel and float32 .tflite."""
-    root = tmp_path_factory.mktemp("deploy")
-    model = _briefly_trained_shapes_model()
-    run = root / "run"
-    run.mkdir()
-    model.save(run / "final.keras")
-    artifacts.write_classes(run / "classes.json", SHAPE_CLASSES)
-    saved = export.export_from_artifact(run, root / "saved_models", "shapes")
-    lite = export.export_tflite(run, root / "tflite-none")
-    return {"run": run, "keras": run / "final.keras", "saved_model": saved, "tflite": lite, "root": root}
+    .keras file, SavedModel and float32 .tflite.
+
+    Built once per test session, whichever xdist worker asks first, in the folder the workers'
+    temporary folders share (the other waits on a file lock). Session-scoped because conftest orders
+    slow tests first across modules, which would tear a module-scoped fixture down in between."""
+    from filelock import FileLock  # torch's dependency, so in the dev extra
+
+    root = tmp_path_factory.getbasetemp().parent / "deploy-models"
+    paths = {"run": root / "run", "keras": root / "run" / "final.keras",
+             "saved_model": root / "saved_models" / "shapes" / "1", "tflite": root / "tflite-none" / "model.tflite",
+             "root": root}
+    with FileLock(str(root) + ".lock"):
+        if not (root / "done").is_file():
+            model = _briefly_trained_shapes_model()
+            paths["run"].mkdir(parents=True, exist_ok=True)
+            model.save(paths["keras"])
+            artifacts.write_classes(paths["run"] / "classes.json", SHAPE_CLASSES)
+            assert export.export_from_artifact(paths["run"], root / "saved_models", "shapes") == paths["saved_model"]
+            assert export.export_tflite(paths["run"], root / "tflite-none") == paths["tflite"]
+            (root / "done").write_text("")
+    return paths
 
 
 def _test_images(count_voc=3, count_builtin=5):
@@ -300,3 +309,55 @@ def test_inference_benchmark_runs_every_path_at_a_tiny_size():
             ours = entry["images_per_s_median"]
             seed = report["rates"][f"seed_b{name[-1]}"]["images_per_s_median"]
             assert entry["vs_seed"] == pytest.approx(ours / seed)
+
+
+def test_predict_and_evaluate_commands_take_a_tflite_file(models, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import evaluate as evaluate_cli
+    import predict as predict_cli
+
+    evaluate_cli.main(["--model", str(models["tflite"]), "--dataset", "synthetic", "--synthetic-images", "16",
+                       "--output", str(tmp_path / "report.json")])
+    assert "synthetic-val-0 (4 images" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["per_class_ap50"]) == set(SHAPE_CLASSES[1:]) and 0 <= report["stats"]["AP50"] <= 1
+    images = sorted(shared_data("voc2012_sample", "VOC2012", "JPEGImages").glob("*.jpg"))[:2]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image in images:
+        (folder / image.name).write_bytes(image.read_bytes())
+    predict_cli.main(["--model", str(models["tflite"]), str(folder), "--output", str(tmp_path / "out"),
+                      "--min-score", "0.1"])
+    payload = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [pathlib.Path(i["file"]).name for i in payload["images"]] == [i.name for i in images]
+    assert all(d["class_name"] in SHAPE_CLASSES[1:] for i in payload["images"] for d in i["detections"])
+
+
+@pytest.mark.slow
+def test_a_float16_trained_model_serves_in_float32_unless_asked(tmp_path):
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = ssd_tf.build_ssd300(num_classes=3)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "final.keras")
+    artifacts.write_classes(run / "classes.json", SHAPE_CLASSES[:3])
+
+    def conv_dtypes(path):
+        graph = tf.saved_model.load(str(path)).signatures["serve_images"].graph.as_graph_def()
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
+
+    default = export.export_from_artifact(run, tmp_path / "saved_models", "f16")
+    kept = export.export_from_artifact(run, tmp_path / "saved_models", "f16", dtype="model")
+    assert conv_dtypes(default) == {"float32"}
+    assert conv_dtypes(kept) == {"float16"}
+    image = np.random.default_rng(0).integers(0, 255, (1, 200, 300, 3), np.uint8)
+    a, b = (Detector.load(p).detect_batch(image) for p in (default, kept))
+    np.testing.assert_allclose(a["scores"][0, :5], b["scores"][0, :5], atol=0.02)  # the same model, two precisions
