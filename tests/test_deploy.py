@@ -197,6 +197,7 @@ def test_int8_model_is_integer_small_and_scores_as_the_float_one(models, tmp_pat
     assert abs(int8_ap - float_ap) <= 0.05, (float_ap, int8_ap)
 
 
+@pytest.mark.slow  # the session's trained model: about a minute to build
 def test_calibration_and_model_errors_come_before_conversion(models, tmp_path):
     import keras
 
@@ -232,6 +233,7 @@ def test_tflite_files_that_are_not_detectors_are_refused(tmp_path):
         Detector.load(other)
 
 
+@pytest.mark.slow  # the session's trained model: about a minute to build
 def test_warmup_requests_parse_as_prediction_logs_and_run(models):
     prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
     path = models["saved_model"] / "assets.extra" / "tf_serving_warmup_requests"
@@ -251,6 +253,7 @@ def test_warmup_requests_parse_as_prediction_logs_and_run(models):
         assert out["detection_boxes"].shape[0] == (1 if "image_bytes" in inputs else 2)
 
 
+@pytest.mark.slow  # the session's trained model: about a minute to build
 def test_export_never_overwrites(models, tmp_path):
     root = models["saved_model"].parents[1]
     marker = models["saved_model"] / "marker"
@@ -311,6 +314,7 @@ def test_inference_benchmark_runs_every_path_at_a_tiny_size():
             assert entry["vs_seed"] == pytest.approx(ours / seed)
 
 
+@pytest.mark.slow  # the session's trained model: about a minute to build
 def test_predict_and_evaluate_commands_take_a_tflite_file(models, tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "scripts"))
     import evaluate as evaluate_cli
