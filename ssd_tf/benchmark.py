@@ -244,8 +244,8 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
                                        else by_images(images=tf.constant(np.stack(batch))))
     for quantize, name in (("none", "tflite_float32"), ("int8", "tflite_int8")):
         if name in formats:
-            calibration = [export.calibration_image(i) for i in images] if quantize == "int8" else None
             from ssd_tf import tflite
+            calibration = [tflite.to_input(i) for i in images] if quantize == "int8" else None
             path = folder / name / "model.tflite"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(tflite.convert(model, quantize, calibration))

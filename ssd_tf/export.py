@@ -104,12 +104,6 @@ def export_from_artifact(source, output_root="saved_models", name="ssd300", vers
                               model_name=name, **thresholds)
 
 
-def calibration_image(image):
-    """uint8 [H, W, 3] -> the TFLite model's uint8 [300, 300, 3] input, resized as training and serving resize."""
-    from ssd_tf.tflite import to_input
-    return to_input(image)
-
-
 def calibration_images(source, count=300, seed=0):
     """Up to ``count`` uint8 [300, 300, 3] images for int8 calibration, resized as the model sees
     them: from a VOC20xx folder (its train split's images, else trainval's), a folder of this
@@ -123,7 +117,7 @@ def calibration_images(source, count=300, seed=0):
     from ssd_tf.data.synthetic import builtin_split
     from ssd_tf.prediction import IMAGE_SUFFIXES
 
-    prepared = calibration_image
+    from ssd_tf.tflite import to_input as prepared
     if str(source) == "synthetic":
         detection_set = builtin_split("train", max(count, 4), seed)
         return [prepared(image[0]) for image, _ in data_lib.eval_dataset(detection_set, 1, resize=False).take(count)]

@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import anchors as anchors_lib
+from ssd_tf import boxes as box_ops
+from ssd_tf import encoding
 from ssd_tf.data.resize import resize_image
 
 log = logging.getLogger("ssd_tf.tflite")
@@ -129,18 +131,15 @@ class TFLiteModule(tf.Module):
         among and keeps. The op decodes and suppresses unclipped boxes; encoding the clipped ones
         makes it decode exactly those (to float rounding)."""
         spec = self._spec
-        anchors = tf.constant(self._anchors_yxhw[:, [1, 0, 3, 2]])  # cx, cy, w, h
-        centre = loc[..., :2] * spec.scale_xy * anchors[:, 2:] + anchors[:, :2]
-        size = tf.exp(loc[..., 2:] * spec.scale_wh) * anchors[:, 2:]
-        low = tf.clip_by_value(centre - size / 2, 0.0, 1.0)
-        high = tf.clip_by_value(centre + size / 2, 0.0, 1.0)
-        size = high - low
+        anchors = tf.constant(anchors_lib.default_boxes(spec))  # cx, cy, w, h
+        boxes = tf.clip_by_value(encoding.offsets_to_boxes(loc, anchors, spec), 0.0, 1.0)
+        size = boxes[..., 2:] - boxes[..., :2]
         big_enough = tf.cast(tf.reduce_all(size >= 1.0 / spec.image_size, axis=-1), tf.float32)
-        centre = (low + high) / 2
-        size = tf.maximum(size, 1e-6)  # a box clipped to nothing: scored 0 above, any finite encoding
-        xy = (centre - anchors[:, :2]) / anchors[:, 2:] / spec.scale_xy
-        wh = tf.math.log(size / anchors[:, 2:]) / spec.scale_wh
-        return tf.gather(tf.concat([xy, wh], axis=-1), [1, 0, 3, 2], axis=-1), big_enough
+        cxcywh = box_ops.xyxy_to_cxcywh(boxes)
+        # A box clipped to nothing: scored 0 above, any finite encoding.
+        cxcywh = tf.concat([cxcywh[..., :2], tf.maximum(cxcywh[..., 2:], 1e-6)], axis=-1)
+        offsets = encoding.boxes_to_offsets(cxcywh, anchors, spec)
+        return tf.gather(offsets, [1, 0, 3, 2], axis=-1), big_enough
 
 
 def convert(model, quantize="none", calibration_images=None, **thresholds):
