@@ -16,7 +16,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.config import BACKBONE_LAYOUTS, DATASETS, PRECISIONS, SCHEDULES, STRATEGIES, TrainConfig  # noqa: E402
+from ssd_tf.config import (BACKBONE_LAYOUTS, DATASETS, JIT_COMPILE, PRECISIONS, SCHEDULES, STRATEGIES,  # noqa: E402
+                           TrainConfig)
 
 DEFAULTS = TrainConfig()  # the one source of every default; data-set defaults come from resolved()
 from ssd_tf import training  # noqa: E402
@@ -40,7 +41,11 @@ def build_parser():
                    help="default: cosine for synthetic, step otherwise")
     p.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
     p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
-    p.add_argument("--mixed-precision", choices=[name for name in PRECISIONS if name])
+    p.add_argument("--mixed-precision", choices=[name for name in PRECISIONS if name],
+                   help="float16 (with loss scaling; for GPUs) or bfloat16 compute, float32 weights")
+    p.add_argument("--jit-compile", choices=JIT_COMPILE, default=DEFAULTS.jit_compile,
+                   help="XLA for the training step's forward and backward pass (auto: on with one GPU, "
+                        "off on CPUs and with several replicas, as Keras chooses)")
     p.add_argument("--backbone-weights", default=None,
                    help="imagenet | none | PATH to ResNet50 weights: for the torchvision layout a torchvision state "
                         "dict (.pth; imagenet: resnet50-0676ba61.pth), for the keras layout a keras.applications "
@@ -93,7 +98,7 @@ def config_from_args(args):
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
-        mixed_precision=args.mixed_precision, backbone_weights=args.backbone_weights,
+        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile, backbone_weights=args.backbone_weights,
         backbone_layout=args.backbone_layout, init_from=args.init_from, strategy=args.strategy,
         seed=args.seed,
         output=args.output, steps_per_epoch=args.steps_per_epoch, synthetic_images=args.synthetic_images,

@@ -8,6 +8,7 @@ DATASETS = ("synthetic", "voc", "coco", "tfrecord")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = (None, "float16", "bfloat16")
 SCHEDULES = ("step", "cosine")
+JIT_COMPILE = ("auto", "on", "off")  # XLA for the training step; auto: Keras' choice (on with one GPU)
 # ResNet50 layouts (ssd_tf.backbone): NVIDIA's torchvision v1.5, the default, and keras.applications' v1.
 BACKBONE_LAYOUTS = ("torchvision", "keras")
 # What a run saved before layouts existed was built with.
@@ -32,6 +33,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     mixed_precision: str | None = None
+    jit_compile: str = "auto"
     backbone_weights: str | None = None  # "imagenet", "none" (random init) or a path; None: per data set
     # "torchvision" (NVIDIA's ResNet50 v1.5) or "keras" (keras.applications v1); None: torchvision, or
     # the --init-from model's
@@ -90,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {c.strategy!r}")
         if c.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of float16, bfloat16, got {c.mixed_precision!r}")
+        if c.jit_compile not in JIT_COMPILE:
+            raise ValueError(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {c.jit_compile!r}")
         if c.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be 'step' or 'cosine', got {c.schedule!r}")
         if c.eval_every < 0:

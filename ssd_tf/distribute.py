@@ -1,25 +1,14 @@
-"""Distribution: strategy choice, the chief, and the multi-worker training loop.
+"""Distribution: strategy choice, the chief, this worker's share, and collectives on host values.
 
-Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585:
-"Attempt to convert a value (PerReplica...)"), so multi-worker runs use the custom loop below over
-the same model, loss and data.
+Training runs one loop (``ssd_tf.loop``) under every strategy: the default one on one device,
+MirroredStrategy on one host's devices, MultiWorkerMirroredStrategy across hosts.
 """
 
 import json
-import logging
 import os
-import pathlib
-import shutil
-import tempfile
 
-import keras
 import numpy as np
 import tensorflow as tf
-
-from ssd_tf import artifacts, callbacks, losses
-from ssd_tf.evaluation import is_validation_epoch
-
-log = logging.getLogger("ssd_tf.distribute")
 
 
 def _tf_config():
@@ -45,19 +34,30 @@ def resolve_strategy_name(name="auto"):
     return "default"
 
 
+_STRATEGIES = {}
+
+
 def make_strategy(name="auto"):
-    """Return (strategy, resolved name). mirrored: all local GPUs (or the CPU); multiworker: the
-    cluster in TF_CONFIG; see ``resolve_strategy_name`` for auto."""
+    """Return (strategy, resolved name). mirrored: all local GPUs (or CPUs); multiworker: the
+    cluster in TF_CONFIG; see ``resolve_strategy_name`` for auto. One strategy object per name
+    and process, made on first use: a process can join its cluster only once, and two strategies
+    over the same devices would share collective keys."""
     name = resolve_strategy_name(name)
     if name == "default":
         return tf.distribute.get_strategy(), name
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(), name
-    if name == "multiworker":
-        if cluster_size() < 1:
-            raise ValueError("strategy 'multiworker' needs TF_CONFIG with a cluster of workers (and/or a chief)")
-        return tf.distribute.MultiWorkerMirroredStrategy(), name
-    raise ValueError(f"unknown strategy {name!r}")
+    if name not in ("mirrored", "multiworker"):
+        raise ValueError(f"unknown strategy {name!r}")
+    if name == "multiworker" and cluster_size() < 1:
+        raise ValueError("strategy 'multiworker' needs TF_CONFIG with a cluster of workers (and/or a chief)")
+    if name not in _STRATEGIES:
+        if name == "mirrored":
+            # All local GPUs; without any, all logical CPU devices (one, unless they were split).
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy(devices)
+        else:
+            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _STRATEGIES[name], name
 
 
 def is_chief():
@@ -72,119 +72,61 @@ def is_chief():
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
-def fit_multiworker(config, strategy, model, optimizer, dataset_fn, run, chief, steps_per_epoch,
-                    epoch_callbacks=(), val_dataset=None, steps_per_call=8):
-    """Custom training loop under MultiWorkerMirroredStrategy; checkpoints each epoch.
+def worker_share(strategy=None):
+    """(index, count): this worker among the training tasks (the chief first, then the workers in
+    TF_CONFIG's order) under MultiWorkerMirroredStrategy; (0, 1) under any other strategy."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 0, 1
+    cfg = _tf_config()
+    cluster, task = cfg.get("cluster", {}), cfg.get("task", {})
+    chiefs = len(cluster.get("chief", []))
+    index = 0 if task.get("type") == "chief" else chiefs + int(task.get("index", 0))
+    return index, cluster_size()
 
-    ``dataset_fn(input_context)`` returns this worker's endless dataset of per-replica batches
-    (``strategy.distribute_datasets_from_function``): each worker reads and decodes only its own
-    share of the images. Up to ``steps_per_call`` steps run in one tf.function call (like Keras'
-    ``steps_per_execution``), so the host syncs once per call, not once per step. Every worker
-    takes part in saving (saving can run collectives); only the chief's copy is kept, the others
-    write to a temporary folder they delete.
 
-    On the chief, each epoch's logs (loss and its parts, learning rate, and ``val_*`` from
-    ``val_dataset`` on validation epochs: every ``--eval-every`` and the last) go through
-    ``epoch_callbacks``, the Keras callbacks of the fit path (COCO evaluation, TensorBoard,
-    CSVLogger, drawn detections), and a progress bar shows the loss.
-    Returns the history dict.
-    """
-    global_batch = config.batch_size
-    dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
-    with strategy.scope():
-        if config.mixed_precision == "float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    ckpt_dir = run / "checkpoints" if chief else pathlib.Path(tempfile.mkdtemp(prefix="ssd_tf_worker_"))
-    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
-    chief_latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    if config.resume and chief_latest:
-        artifacts.restore_checkpoint(chief_latest, checkpoint=checkpoint)
+def _first_local_replica(strategy):
+    """In replica context: whether this replica is its worker's first (the one that speaks for it)."""
+    _, workers = worker_share(strategy)
+    local = max(strategy.num_replicas_in_sync // workers, 1)
+    return tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group % local, 0)
 
-    def replica_step(images, y_true):
-        with tf.GradientTape() as tape:
-            pred = model(images, training=True)
-            loc, cls, _ = losses.ssd_loss_parts(y_true, pred)
-            loc = tf.nn.compute_average_loss(loc, global_batch_size=global_batch)
-            cls = tf.nn.compute_average_loss(cls, global_batch_size=global_batch)
-            loss = loc + cls
-            scaled = optimizer.scale_loss(loss)  # loss scaling under float16; identity otherwise
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return tf.stack([loss, loc, cls])
+
+def all_sum(strategy, value):
+    """The sum over workers of each worker's ``value`` (a float array of the same shape on every
+    worker), returned on every worker. A collective: every worker must call it."""
+    value = np.asarray(value, np.float64)
+    if strategy.num_replicas_in_sync == 1:
+        return value
 
     @tf.function
-    def train_steps(iterator, count):
-        """``count`` steps in one call; returns [count, 3]: loss, localisation, classification."""
-        parts = tf.TensorArray(tf.float32, size=count)
-        for i in tf.range(count):
-            images, y_true = next(iterator)
-            per_replica = strategy.run(replica_step, args=(images, y_true))
-            parts = parts.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
-        return parts.stack()
+    def run(v):
+        def replica_fn(v):
+            v = tf.where(_first_local_replica(strategy), v, tf.zeros_like(v))
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, v)
+        return strategy.run(replica_fn, args=(v,))
 
-    # BatchNorm moving statistics are per-replica (on-read) variables that no step synchronises
-    # across workers. Their update is linear, so averaging them gives the moving average of the
-    # all-worker batch statistics, and leaves every worker with the same model.
+    return strategy.experimental_local_results(run(tf.constant(value)))[0].numpy()
+
+
+def all_gather_rows(strategy, rows):
+    """Every worker's ``rows`` (float64 [n_w, k], n_w may differ), concatenated in worker order,
+    returned on every worker. A collective: every worker must call it."""
+    rows = np.asarray(rows, np.float64).reshape(len(rows), -1)
+    if strategy.num_replicas_in_sync == 1:
+        return rows
+    index, workers = worker_share(strategy)
+    counts = all_sum(strategy, np.eye(workers)[index] * len(rows)).astype(int)
+    padded = np.zeros((max(int(counts.max()), 1), rows.shape[1]))
+    padded[:len(rows)] = rows
+
     @tf.function
-    def sync_moving_statistics():
-        def replica_fn():
-            context = tf.distribute.get_replica_context()
-            for var in model.non_trainable_variables:
-                if "float" in str(var.dtype):  # BN statistics; leave any integer counters alone
-                    var.assign(context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(var.value)))
-        strategy.run(replica_fn)
+    def run(v):
+        def replica_fn(v):
+            return tf.distribute.get_replica_context().all_gather(v[tf.newaxis], axis=0)
+        return strategy.run(replica_fn, args=(v,))
 
-    chief_callbacks = keras.callbacks.CallbackList(list(epoch_callbacks) if chief else [], model=model,
-                                                   epochs=config.epochs, steps=steps_per_epoch)
-    history = {}
-    iterator = iter(dist_ds)
-    last_finite = None
-    first_epoch = int(epoch_var.numpy())
-    chief_callbacks.on_train_begin()
-    for epoch in range(first_epoch, config.epochs):
-        chief_callbacks.on_epoch_begin(epoch)
-        progress = keras.utils.Progbar(steps_per_epoch, verbose=1 if chief else 0,
-                                       stateful_metrics=["loss", "loc_loss", "cls_loss"])
-        sums, done = np.zeros(3), 0
-        while done < steps_per_epoch:
-            count = min(steps_per_call, steps_per_epoch - done)
-            parts = train_steps(iterator, tf.constant(count)).numpy()
-            for i, (loss, _, _) in enumerate(parts):
-                # Every worker sees the same all-reduced loss, so all stop together.
-                step = epoch * steps_per_epoch + done + i + 1
-                callbacks.check_finite_loss(float(loss), step, last_finite)
-                last_finite = (step, float(loss))
-            sums += parts.sum(axis=0)
-            done += count
-            means = sums / done
-            progress.update(done, [("loss", means[0]), ("loc_loss", means[1]), ("cls_loss", means[2])])
-        sync_moving_statistics()
-        epoch_var.assign(epoch + 1)
-        manager.save()
-        logs = {"loss": means[0], "loc_loss": means[1], "cls_loss": means[2],
-                "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
-        if chief and val_dataset is not None and is_validation_epoch(epoch, config.eval_every, config.epochs):
-            logs.update(validation_losses(model, val_dataset))
-        chief_callbacks.on_epoch_end(epoch, logs)
-        for key, value in logs.items():
-            history.setdefault(key, []).append(float(value))
-    chief_callbacks.on_train_end()
-    if not chief:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return history
-
-
-def validation_losses(model, dataset):
-    """``val_loss``, ``val_loc_loss``, ``val_cls_loss``: the loss and its parts averaged over every
-    image of ``dataset`` ((images, y_true) batches), inference mode, as Keras' fit reports them."""
-    predict = tf.function(lambda images: model(images, training=False))
-    sums, count = np.zeros(3), 0
-    for images, y_true in dataset:
-        loc, cls, _ = losses.ssd_loss_parts(y_true, predict(images))
-        sums += [float(tf.reduce_sum(loc + cls)), float(tf.reduce_sum(loc)), float(tf.reduce_sum(cls))]
-        count += int(images.shape[0])
-    sums /= max(count, 1)
-    return {"val_loss": sums[0], "val_loc_loss": sums[1], "val_cls_loss": sums[2]}
+    gathered = strategy.experimental_local_results(run(tf.constant(padded)))[0].numpy()
+    local = max(strategy.num_replicas_in_sync // workers, 1)
+    per_worker = gathered[::local]  # one slab per worker, from its first replica
+    return np.concatenate([slab[:n] for slab, n in zip(per_worker, counts)])

@@ -89,9 +89,9 @@ def coco_evaluate(ground_truth, results, verbose=True, image_ids=None):
     return {"stats": dict(zip(STAT_NAMES, (float(s) for s in evaluator.stats))), "per_class_ap50": per_class}
 
 
-def predict_coco_results(detector, detection_set, batch_size=8):
+def predict_coco_results(detector, detection_set, batch_size=8, shard=None):
     """Run a ``Detector`` (or a Keras model, wrapped in one) over a DetectionSet; return COCO result
-    dicts (pixels, the set's category ids).
+    dicts (pixels, the set's category ids). ``shard=(index, count)``: that share of the images only.
 
     A Keras model detects on batches of resized images; a SavedModel or ``.tflite`` model on each
     decoded image at its own size, exactly as it serves."""
@@ -99,11 +99,12 @@ def predict_coco_results(detector, detection_set, batch_size=8):
         detector = Detector(detector)
     results = []
     if detector.takes_resized:
-        batches = ((detector.detect_resized(images), info) for images, info in data_lib.eval_dataset(detection_set,
-                                                                                                   batch_size))
+        batches = ((detector.detect_resized(images), info)
+                   for images, info in data_lib.eval_dataset(detection_set, batch_size, shard=shard))
     else:
         batches = ((detector.detect_batch(images.numpy()), info)
-                   for images, info in data_lib.eval_dataset(detection_set, 1, resize=False) if len(images))
+                   for images, info in data_lib.eval_dataset(detection_set, 1, resize=False, shard=shard)
+                   if len(images))
     for dets, info in batches:
         for i, (image_id, size) in enumerate(zip(info["image_id"].numpy(), info["size"].numpy())):
             n = int(dets["num_detections"][i])

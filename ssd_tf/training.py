@@ -1,7 +1,7 @@
-"""Training runs: data, optimizer, callbacks and the fit, as ``scripts/train.py`` runs them.
+"""Training runs: data, optimizer, callbacks and the loop, as ``scripts/train.py`` runs them.
 
-One device and MirroredStrategy use Keras ``model.fit``; MultiWorkerMirroredStrategy uses the
-custom loop in ``ssd_tf.distribute``.
+One loop (``ssd_tf.loop``) serves every strategy: one device, MirroredStrategy and
+MultiWorkerMirroredStrategy.
 
 A run folder holds: config.json (resolved config), checkpoints/ (resume state: weights,
 optimizer, epoch), logs/ (TensorBoard), history.csv, skipped.txt, final.keras, summary.json,
@@ -15,12 +15,11 @@ import pathlib
 import time
 
 import keras
-import tensorflow as tf
 
-from ssd_tf import artifacts
+from ssd_tf import artifacts, batchnorm
 from ssd_tf import callbacks as callbacks_lib
 from ssd_tf import data as data_lib
-from ssd_tf import distribute, evaluation, finetune, losses, prediction
+from ssd_tf import distribute, evaluation, finetune, loop, losses, prediction, validation
 from ssd_tf.backbone import layout_of
 from ssd_tf.config import TrainConfig
 from ssd_tf.model import build_ssd300
@@ -86,17 +85,11 @@ def prepare_run_dir(config, chief=True):
     return run
 
 
-def _epoch_callbacks(config, run, train_set, val_set, val_ds):
-    """The run folder's epoch-end writers, the same for the fit path and the multi-worker loop.
-
-    Order matters: callbacks that add to the epoch logs run before TensorBoard and CSVLogger.
-    """
-    cbs, val_columns = [], []
-    if val_ds is not None and config.eval_every > 0:
-        cbs.append(evaluation.COCOEvaluation(val_set, config.eval_every, config.batch_size))
-        val_columns = ["val_loss", "val_loc_loss", "val_cls_loss", "val_mAP", "val_AP50"]
-    cbs += [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
-            callbacks_lib.CSVLogger(str(run / "history.csv"), columns=val_columns, append=True)]
+def _run_folder_callbacks(config, run, train_set, val_set):
+    """The chief's run-folder writers: TensorBoard, history.csv and drawn detections."""
+    val_columns = list(validation.LOG_KEYS) if val_set is not None and len(val_set) and config.eval_every > 0 else []
+    cbs = [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
+           callbacks_lib.CSVLogger(str(run / "history.csv"), columns=val_columns, append=True)]
     samples = callbacks_lib.sample_images(val_set, config.val_images)
     if samples is not None:
         cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names,
@@ -112,20 +105,13 @@ def validation_epochs(config):
 
 def completed_epochs(run):
     """Epochs a run folder's checkpoints hold as finished (0 when none)."""
-    checkpoints = pathlib.Path(run) / "checkpoints"
-    metadata = checkpoints / "training_metadata.json"  # keras BackupAndRestore (fit path)
-    if metadata.is_file():
-        return int(json.loads(metadata.read_text())["epoch"])
-    latest = tf.train.latest_checkpoint(str(checkpoints))  # the multi-worker loop's tf.train checkpoint
-    if latest:
-        return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    return 0
+    return loop.completed_epochs(pathlib.Path(run) / "checkpoints")
 
 
 def train(config, callbacks=(), model_fn=None):
     """Train SSD300 as ``config`` says. Returns a dict: run_dir, model, history, summary.
 
-    ``callbacks`` are extra Keras callbacks (fit path only); ``model_fn(num_classes)``, if given,
+    ``callbacks`` are extra Keras callbacks, run on every worker; ``model_fn(num_classes)``, if given,
     builds the model instead of ``build_ssd300`` (e.g. with frozen layers).
     Resuming a run that already finished ``config.epochs`` trains nothing and returns with
     ``summary["already_finished"]`` true (and ``model`` None). A NaN or Inf loss raises
@@ -155,22 +141,20 @@ def train(config, callbacks=(), model_fn=None):
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision)
     strategy, strategy_name = distribute.make_strategy(config.strategy)
-    multiworker = strategy_name == "multiworker"
 
     train_set, val_set = load_datasets(config)
     if chief:
         artifacts.write_classes(run / artifacts.CLASSES_FILE, train_set.class_names, train_set.category_ids)
     # Difficult objects and object-less images are dropped (and reported) once, here.
     usable, num_usable = data_lib.for_training(train_set)
-    val_ds = data_lib.validation_dataset(val_set, config.batch_size) if val_set is not None and len(val_set) else None
     report = [f"train: {train_set.report.summary()}"] + ([f"val: {val_set.report.summary()}"] if val_set else [])
     for line in report:
         if "nothing skipped" in line:
             log.info(line)
         else:
             log.warning(line)
-    # The multi-worker loop runs over whole global batches only.
-    steps_per_epoch = data_lib.num_batches(num_usable, config.batch_size, drop_remainder=multiworker)
+    # Whole global batches only, on every path: each epoch reshuffles, so no image is always left out.
+    steps_per_epoch = data_lib.num_batches(num_usable, config.batch_size, drop_remainder=True)
     if steps_per_epoch < 1:
         raise ValueError(f"{train_set.name}: fewer usable training images than one batch of {config.batch_size}")
     if config.steps_per_epoch:
@@ -187,34 +171,34 @@ def train(config, callbacks=(), model_fn=None):
                                  backbone_layout=config.backbone_layout)
         if source is not None:
             finetune.record(finetune.init_from(model, source, config.init_from), run if chief else None)
-        optimizer = build_optimizer(config, steps_per_epoch)
+        # Compiled for what reads model.optimizer (TensorBoard's learning rate, user callbacks) and
+        # for final.keras; under mixed_float16 compile wraps it in a LossScaleOptimizer.
+        compile_model(model, build_optimizer(config, steps_per_epoch))
+    data_lib.check_labels(train_set, model.output_shape[-1] - 4)
 
-    with strategy.scope():
-        # Compiled on both paths: the epoch callbacks (TensorBoard's learning rate) read model.optimizer.
-        compile_model(model, optimizer)
-    epoch_callbacks = _epoch_callbacks(config, run, train_set, val_set, val_ds) if chief else []
-    if multiworker:
-        def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
-            return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
-                                          input_context=input_context).repeat()
-        history = distribute.fit_multiworker(config, strategy, model, model.optimizer, dataset_fn, run, chief,
-                                             steps_per_epoch, epoch_callbacks, val_ds)
-    else:
-        # One endless dataset, epochs counted in steps (--steps-per-epoch can cap them); each
-        # repetition reshuffles and redraws augmentations.
-        train_ds = data_lib.train_dataset(usable, config.batch_size, seed=config.seed).repeat()
-        cbs = [callbacks_lib.BackupAndRestore(str(run / "checkpoints"), save_freq="epoch", delete_checkpoint=False),
-               callbacks_lib.StopOnNonFiniteLoss(steps_per_epoch), callbacks_lib.LearningRateLogger()]
-        if config.precise_bn > 0 and strategy.num_replicas_in_sync == 1:
-            # First: validation, checkpoints and the saved model all see the recalibrated statistics.
-            bn_images = data_lib.train_dataset(usable, config.batch_size, seed=config.seed, augment_images=False)
-            cbs.insert(0, callbacks_lib.PreciseBatchNorm(bn_images, config.precise_bn))
-        val_epochs = validation_epochs(config)
-        fit = model.fit(train_ds, validation_data=val_ds if val_epochs else None, validation_freq=val_epochs,
-                        epochs=config.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-                        callbacks=cbs + epoch_callbacks + list(callbacks),
-                        verbose=2 if os.environ.get("CI") else "auto")
-        history = fit.history
+    def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
+        return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
+                                      input_context=input_context, num_classes=train_set.num_classes,
+                                      skip_empty=True).repeat()
+
+    precise_bn = None
+    if config.precise_bn > 0:
+        def bn_dataset_fn(input_context):  # unaugmented training images, whole global batches
+            return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, augment_images=False,
+                                          drop_remainder=True, input_context=input_context, skip_empty=True).repeat()
+        precise_bn = batchnorm.PreciseBN(model, strategy.distribute_datasets_from_function(bn_dataset_fn),
+                                         config.precise_bn, strategy)
+    has_val = val_set is not None and len(val_set) > 0
+    settings = loop.LoopSettings(
+        epochs=config.epochs, steps_per_epoch=steps_per_epoch, global_batch=config.batch_size,
+        checkpoint_dir=run / "checkpoints", chief=chief, resume=config.resume,
+        validation_epochs=tuple(validation_epochs(config)) if has_val else (),
+        validate=validation.Validation(val_set, config.batch_size, strategy) if has_val else None,
+        precise_bn=precise_bn, jit_compile=config.jit_compile,
+        loss_scaling=config.mixed_precision == "float16", verbose=2 if os.environ.get("CI") else 1)
+    chief_callbacks = _run_folder_callbacks(config, run, train_set, val_set) if chief else []
+    history = loop.fit(model, model.optimizer, strategy, dataset_fn, settings, callbacks=callbacks,
+                       chief_callbacks=chief_callbacks)
 
     summary = {
         "strategy": strategy_name, "replicas": strategy.num_replicas_in_sync, "epochs": config.epochs,

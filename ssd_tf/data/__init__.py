@@ -1,7 +1,8 @@
 """Data: readers (VOC, COCO, built-in synthetic) and the tf.data pipelines."""
 
 from ssd_tf.data.coco import read_coco
-from ssd_tf.data.pipeline import eval_dataset, for_training, num_batches, train_dataset, validation_dataset
+from ssd_tf.data.pipeline import (check_labels, eval_dataset, for_training, num_batches, train_dataset,
+                                  validation_dataset)
 from ssd_tf.data.records import DetectionSet, SkipReport
 from ssd_tf.data.sources import read_dataset
 from ssd_tf.data.synthetic import make_synthetic
@@ -11,5 +12,5 @@ from ssd_tf.data.voc import VOC_CLASSES, read_voc
 __all__ = [
     "DetectionSet", "SkipReport", "VOC_CLASSES", "eval_dataset", "make_synthetic", "num_batches", "read_coco",
     "read_dataset", "read_voc", "train_dataset", "validation_dataset", "TFRecordSet", "read_tfrecords",
-    "for_training",
+    "for_training", "check_labels",
 ]

@@ -246,6 +246,31 @@ def _options():
     return options
 
 
+def check_labels(source, num_classes):
+    """Refuse, before training, labels outside 1..num_classes-1: ValueError naming the first image.
+    A DetectionSet's labels are known; a TFRecordSet's are checked as they are read
+    (``train_dataset(num_classes=...)``), in the input pipeline, where XLA can't drop the check."""
+    if isinstance(source, TFRecordSet):
+        return
+    for i, labels in enumerate(source.labels):
+        bad = [int(v) for v in labels if not 0 < int(v) < num_classes]
+        if bad:
+            raise ValueError(f"{source.describe(i)}: label {bad[0]} is outside 1..{num_classes - 1}, the classes "
+                             f"of a model with {num_classes - 1} (+ background)")
+
+
+def _label_check(name, num_classes):
+    def check(element):
+        labels = tf.cast(element["labels"], tf.int64)
+        ok = tf.debugging.assert_less(
+            labels, tf.constant(num_classes, tf.int64), summarize=8,
+            message=f"{name}: a record holds a label >= {num_classes}, outside the {num_classes - 1} classes of "
+                    "its classes.json (records of the TF Object Detection API label COCO by category id, 1-90)")
+        with tf.control_dependencies([ok]):
+            return {**element, "labels": tf.identity(element["labels"])}
+    return check
+
+
 def for_training(source):
     """(source, images training uses): a DetectionSet without difficult objects and object-less
     images (each reported once, here), or a TFRecordSet with the count its conversion recorded."""
@@ -302,7 +327,8 @@ def train_transform(element, image_size=anchors_lib.SSD300.image_size, augment_i
 
 
 def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shuffle=True,
-                  drop_difficult=True, drop_remainder=False, parallel=AUTOTUNE, input_context=None):
+                  drop_difficult=True, drop_remainder=False, parallel=AUTOTUNE, input_context=None, num_classes=None,
+                  skip_empty=False):
     """Batches of (images [B, 300, 300, 3] float32, y_true [B, 8732, 5]) for ``model.fit``.
 
     Difficult and object-less images are dropped (and counted in ``detection_set.report``).
@@ -317,6 +343,9 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
     when it has at least as many as there are pipelines.
 
     ``detection_set``: a DetectionSet (readers) or a TFRecordSet (``read_tfrecords``).
+    ``num_classes``: fail, naming the set, on a record whose label is that or more.
+    ``skip_empty``: skip a batch whose every image failed to decode, with a warning that counts
+    them (the dataset's length is then unknown; the training loop repeats it endlessly).
     """
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
@@ -324,6 +353,8 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
             # Different shuffles and augmentation draws on each worker; one pipeline keeps the seed.
             seed += 7919 * input_context.input_pipeline_id
     ds, count, from_bytes = _elements(detection_set, True, shuffle, seed, input_context, parallel, drop_difficult)
+    if num_classes is not None and isinstance(detection_set, TFRecordSet):
+        ds = ds.map(_label_check(detection_set.name, num_classes))
     decode_fn = plan = None
     if augment_images:  # the crop is drawn first, so that a JPEG decodes only its window
         def plan(batches):
@@ -341,7 +372,30 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
     # drop_failed in parallel: a batch of 8 images costs it about 2 ms, off the sequential path.
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(drop_failed, num_parallel_calls=parallel,
                                                                   deterministic=True)
+    if skip_empty:
+        ds = _skip_empty(ds, detection_set.name)
     return ds.prefetch(AUTOTUNE).with_options(_options())
+
+
+def _skip_empty(ds, name):
+    """Drop batches left empty (every image failed to decode: a step on them would train batch norm
+    on nothing and look like divergence), each with a warning that counts them."""
+    def count(skipped, batch):
+        empty = tf.equal(tf.shape(batch[0])[0], 0)
+        skipped = skipped + tf.cast(empty, tf.int64)
+
+        def warn():
+            tf.print(tf.strings.join(["WARNING ssd_tf.data: ", name, ": skipped a batch whose every image failed to "
+                                      "decode (", tf.strings.as_string(skipped), " so far)"]),
+                     output_stream=sys.stderr)
+            return empty
+        return skipped, (batch, tf.cond(empty, warn, lambda: empty))
+    def keep(batch, empty):
+        return tf.logical_not(empty)
+
+    def unflag(batch, empty):
+        return batch
+    return ds.scan(tf.constant(0, tf.int64), count).filter(keep).map(unflag)
 
 
 def eval_transform(element, image_size=anchors_lib.SSD300.image_size):
@@ -350,12 +404,20 @@ def eval_transform(element, image_size=anchors_lib.SSD300.image_size):
     return image, {"image_id": element["image_id"], "size": element["size"]}, element["ok"]
 
 
-def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE, resize=True):
+def _share(shard):
+    """(index, count) -> an InputContext for pipeline ``index`` of ``count``, one replica each."""
+    if shard is None or shard[1] <= 1:
+        return None
+    return tf.distribute.InputContext(num_input_pipelines=shard[1], input_pipeline_id=shard[0], num_replicas_in_sync=1)
+
+
+def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE, resize=True, shard=None):
     """Batches of (images [B, 300, 300, 3], {"image_id": [B], "size": [B, 2] (height, width)}),
     in data set order; resize only. ``resize=False`` yields the decoded uint8 images (batch 1).
     An unreadable image is left out of its batch (named on stderr), so a batch can be short, or
-    empty."""
-    ds, count, from_bytes = _elements(detection_set, False, False, None, None, parallel)
+    empty. ``shard=(index, count)``: share ``index`` of ``count`` only, as ``train_dataset``
+    shares images out among input pipelines."""
+    ds, count, from_bytes = _elements(detection_set, False, False, None, _share(shard), parallel)
     ds = _decoded(ds, count, from_bytes, detection_set.name, parallel)
     if not resize:
         if batch_size != 1:
@@ -366,6 +428,8 @@ def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE, resize=True):
     return ds.batch(batch_size).map(drop_failed).prefetch(AUTOTUNE).with_options(_options())
 
 
-def validation_dataset(detection_set, batch_size, parallel=AUTOTUNE):
-    """(images, y_true) batches without augmentation, for ``model.fit(validation_data=...)``."""
-    return train_dataset(detection_set, batch_size, augment_images=False, shuffle=False, parallel=parallel)
+def validation_dataset(detection_set, batch_size, parallel=AUTOTUNE, shard=None):
+    """(images, y_true) batches without augmentation, for ``model.fit(validation_data=...)``.
+    ``shard=(index, count)``: share ``index`` of ``count`` only (see ``eval_dataset``)."""
+    return train_dataset(detection_set, batch_size, augment_images=False, shuffle=False, parallel=parallel,
+                         input_context=_share(shard))
