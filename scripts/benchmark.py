@@ -10,31 +10,49 @@ COCO-style set; `train`: training images/s; `inference`: every inference path be
 import argparse
 import json
 import os
+import pathlib
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import artifacts, benchmark, data  # noqa: E402
+from ssd_tf import loading, benchmark, cli, data  # noqa: E402
 from ssd_tf.data import tfrecord  # noqa: E402
 
 
-def main(argv=None):
+def reference_side():
+    """The reference design's PyTorch side (``tests/reference_benchmarks.py`` of a development
+    checkout), or None, saying why, when torch or that folder is missing."""
+    tests = pathlib.Path(__file__).resolve().parents[1] / "tests"
+    sys.path.insert(0, str(tests))
+    try:
+        import reference_benchmarks
+    except ImportError as err:
+        print(f"note: the reference's PyTorch side is skipped ({err}; it needs torch and the checkout's tests/)")
+        return None
+    return reference_benchmarks
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
+    sub = parser.add_subparsers(dest="what", required=True, help="what to measure")
     d = sub.add_parser("data", help="images/s of the full training pipeline, ours and the seed's")
     d.add_argument("--data-dir", default="../shared/data/voc2012_sample/VOC2012", help="a VOC20xx folder")
-    d.add_argument("--split", default="trainval")
-    d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--passes", type=int, default=7)
+    d.add_argument("--split", default="trainval", help="ImageSets/Main split to read (default trainval)")
+    d.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    d.add_argument("--passes", type=int, default=7, help="alternating timed passes; medians are reported")
     d.add_argument("--no-seed", action="store_true", help="skip the seed's pipeline (needs torch)")
     s = sub.add_parser("startup", help="seconds per 1,000 images to read a COCO-style set")
-    s.add_argument("--images", type=int, default=2000)
+    s.add_argument("--images", type=int, default=2000, help="JPEGs in the generated set (default 2000)")
     s.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "ssd_tf_startup"),
                    help="where the generated set is written (kept for later runs)")
     t = sub.add_parser("train", help="training images/s on random inputs")
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--steps", type=int, default=5)
-    t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32")
+    t.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    t.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
+    t.add_argument("--threads", type=int, help="threads for TF and torch alike (default: usable cores)")
+    t.add_argument("--no-seed", action="store_true", help="skip the reference's PyTorch step (needs torch)")
+    t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="compute precision (float32 default; bfloat16 needs AMX or AVX512-BF16 to be fast)")
     i = sub.add_parser("inference", help="images/s of Keras, SavedModel, TFLite and the seed's PyTorch inference")
     i.add_argument("--images-dir", help="a folder of images (default: built-in set images, 320x240)")
     i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
@@ -43,7 +61,11 @@ def main(argv=None):
     i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,seed",
                    help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, seed")
     i.add_argument("--batch-sizes", default="1,8", help="comma-separated (TFLite runs batch 1 only)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.what == "inference":
         _inference(args)
         return
@@ -51,11 +73,13 @@ def main(argv=None):
         dataset = data.read_voc(args.data_dir, args.split)
         with tempfile.TemporaryDirectory() as folder:
             tfrecord.write_split(dataset, folder, "bench", images_per_shard=32, progress=False)
-            artifacts.write_classes(os.path.join(folder, artifacts.CLASSES_FILE), dataset.class_names,
+            loading.write_classes(os.path.join(folder, loading.CLASSES_FILE), dataset.class_names,
                                     dataset.category_ids)
             records = data.read_tfrecords(folder, "bench")
+            reference = None if args.no_seed else reference_side()
+            loader = reference.seed_loader(dataset, args.batch_size) if reference else None
             result = benchmark.data_throughput(dataset, args.batch_size, args.passes, records=records,
-                                               with_seed=not args.no_seed)
+                                               reference_loader=loader)
         for name in ("ours_jpeg", "ours_tfrecord", "seed"):
             if name in result:
                 r = result[name]
@@ -69,15 +93,31 @@ def main(argv=None):
         print(f"read_coco: {result['read_s_per_1000']:.3f} s per 1,000 images (a full decode of each: "
               f"{result['full_decode_s_per_1000']:.2f} s) over {result['images']} 640x480 JPEGs on {result['machine']}")
     else:
-        result = benchmark.train_throughput(args.batch_size, args.steps, args.precision)
-        print(f"training: {result['images_per_s_median']:.2f} images/s, {result['step_s_median']:.2f} s/step "
-              f"(median of {args.steps}, batch {args.batch_size}, {args.precision}) on {result['machine']}")
+        import tensorflow as tf
+        threads = args.threads or data.pipeline.usable_cores()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        reference = None if args.no_seed else reference_side()
+        step = reference.seed_train_step(args.batch_size, threads=threads) if reference else None
+        result = benchmark.train_throughput(args.batch_size, args.steps, args.precision, reference_step=step)
+        for name in ("ours", "seed"):
+            if name in result:
+                ratio = f"  ({result['ours_vs_seed']:.2f}x the seed)" if name == "ours" and "seed" in result else ""
+                print(f"{name:>5}: {result[name]['images_per_s_median']:.2f} images/s, "
+                      f"{result[name]['step_s_median']:.2f} s/step{ratio}")
+        print(f"medians of {args.steps} alternating steps, batch {args.batch_size}, {args.precision}, "
+              f"{threads} threads, on {result['machine']}")
     print(json.dumps(result))
 
 
 def _inference(args):
     import tensorflow as tf
 
+    if args.images_dir:
+        from ssd_tf.prediction import list_images
+        with cli.user_errors():
+            if not list_images(args.images_dir):
+                cli.fail(f"{args.images_dir}: no images in this folder")
     threads = args.threads or data.pipeline.usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -89,11 +129,13 @@ def _inference(args):
         detection_set = make_synthetic(args.images, seed=0)
         images = [image[0].numpy() for image, _ in data.eval_dataset(detection_set, 1, resize=False)]
     if not images:
-        raise SystemExit(f"error: no images in {args.images_dir}")
+        cli.fail(f"{args.images_dir}: no images in this folder")
+    formats = [f.strip() for f in args.formats.split(",")]
+    reference = reference_side() if "seed" in formats else None
     with tempfile.TemporaryDirectory() as folder:
         result = benchmark.inference_throughput(
-            images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads,
-            [f.strip() for f in args.formats.split(",")])
+            images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads, formats,
+            reference=reference.seed_detector(21, threads) if reference else None)
     for name, entry in result["rates"].items():
         ratio = f"  ({entry['vs_seed']:.2f}x the seed)" if "vs_seed" in entry else ""
         print(f"{name:>24}: {entry['images_per_s_median']:7.2f} images/s{ratio}")

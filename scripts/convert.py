@@ -15,26 +15,30 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.data import conversion  # noqa: E402
+from ssd_tf import cli  # noqa: E402
+from ssd_tf.data import conversion, parse_classes  # noqa: E402
+from ssd_tf.data.kinds import CONVERTIBLE  # noqa: E402
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=["voc", "coco", "synthetic"], required=True)
-    p.add_argument("--data-dir")
+    p.add_argument("--dataset", choices=CONVERTIBLE, required=True, help="the kind of data set to convert")
+    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: the folder with annotations/ and the image "
+                                      "folders (not needed for synthetic)")
     p.add_argument("--output", required=True, help="folder for the shards (e.g. records/coco)")
     p.add_argument("--splits", help="comma-separated split names; the first is used for training, the second "
                                     "for validation (default: voc train,val; coco train2017,val2017)")
     p.add_argument("--classes", help="VOC class names, comma-separated (default: the 20 VOC classes)")
-    p.add_argument("--images-per-shard", type=int, default=1024)
-    args = p.parse_args(argv)
-    try:
+    p.add_argument("--images-per-shard", type=int, default=1024, help="images per shard file (default 1024)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    with cli.user_errors():
         metas = conversion.convert(args.dataset, args.data_dir, args.output,
-                                 args.splits.split(",") if args.splits else None,
-                                 [c.strip() for c in args.classes.split(",")] if args.classes else None,
-                                 args.images_per_shard)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+                                   [s.strip() for s in args.splits.split(",")] if args.splits else None,
+                                   parse_classes(args.classes), args.images_per_shard)
     for split, meta in metas.items():
         skipped = sum(meta["skipped"].values())
         print(f"{split}: {meta['images']} images, {meta['objects']} objects in {len(meta['shards'])} shards"

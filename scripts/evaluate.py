@@ -14,31 +14,34 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import evaluation  # noqa: E402
+from ssd_tf import cli, evaluation  # noqa: E402
+from ssd_tf.data import KINDS, parse_classes  # noqa: E402
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run folder, .keras file, exported SavedModel folder or .tflite file")
-    p.add_argument("--dataset", choices=["voc", "coco", "tfrecord", "synthetic"], required=True)
-    p.add_argument("--data-dir")
+    p.add_argument("--dataset", choices=KINDS, required=True, help="the kind of data set to score on")
+    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: the folder with annotations/ and the image "
+                                      "folders; tfrecord: a folder written by scripts/convert.py")
     p.add_argument("--split", help="VOC: ImageSets/Main name (default val); COCO: e.g. val2017 (default); "
                                    "tfrecord: a split name or role (default val); synthetic: val (default) or train")
     p.add_argument("--classes", help="VOC class names, comma-separated (default: the model's classes)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch for a Keras model (default 8)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: the training run's --seed (default 0)")
     p.add_argument("--synthetic-images", type=int, default=64,
                    help="synthetic: the training run's --synthetic-images (default 64); with --split val (the "
                         "default) this scores the images that run validated on")
     p.add_argument("--output", help="also write the report as JSON here")
-    args = p.parse_args(argv)
-    try:
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    with cli.user_errors():
         report, dataset = evaluation.evaluate_artifact(
-            args.model, args.dataset, args.data_dir, args.split,
-            [c.strip() for c in args.classes.split(",")] if args.classes else None, args.batch_size, args.seed,
-            args.synthetic_images)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+            args.model, args.dataset, args.data_dir, args.split, parse_classes(args.classes), args.batch_size,
+            args.seed, args.synthetic_images)
     print(f"{args.model} on {dataset.name} ({len(dataset)} images, {report['num_detections']} detections; "
           f"{dataset.report.summary()})")
     print(evaluation.format_report(report))

@@ -15,7 +15,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run folder, .keras file, or .weights.h5 checkpoint")
     p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model",
@@ -41,16 +41,21 @@ def main(argv=None):
     p.add_argument("--score-threshold", type=float, default=0.05, help="detections below this score are dropped")
     p.add_argument("--iou-threshold", type=float, default=0.5, help="per-class NMS IoU threshold")
     p.add_argument("--max-detections", type=int, default=100, help="detections kept per image")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.format == "saved_model" and (args.output or args.quantize != "none" or args.calibration_data):
         p.error("--output, --quantize and --calibration-data are for --format tflite")
     if args.format == "tflite" and args.version is not None:
         p.error("--version is for --format saved_model; give --output for a TFLite model")
 
-    from ssd_tf import export
+    from ssd_tf import cli, export
     thresholds = dict(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                       max_detections=args.max_detections)
-    try:
+    with cli.user_errors():
         if args.format == "tflite":
             output = args.output or os.path.join(args.output_root, f"{args.name}-tflite-{args.quantize}")
             path = export.export_tflite(args.model, output, args.quantize, args.calibration_data,
@@ -60,8 +65,6 @@ def main(argv=None):
             return
         path = export.export_from_artifact(args.model, args.output_root, args.name, args.version, args.num_classes,
                                            args.dtype, **thresholds)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        raise SystemExit(f"error: {err}") from None
     print(f"SavedModel written to {path} (signatures: serving_default [image_bytes], serve_images [images]; "
           f"warm-up requests in assets.extra)")
 

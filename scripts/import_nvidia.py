@@ -9,7 +9,6 @@ Needs torch to read the file: pip install "ssd-tf[torch]".
 
 import argparse
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,13 +25,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ssd_tf import nvidia, torch_weights  # after parsing: --help answers without TensorFlow
+    from ssd_tf import cli, nvidia, torch_weights  # after parsing: --help answers without TensorFlow
 
-    try:
+    with cli.user_errors(torch_weights.WeightsError, ImportError):
         output, model = nvidia.import_nvidia(args.checkpoint, args.output, args.num_classes)
-    except (torch_weights.WeightsError, FileNotFoundError, FileExistsError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(f"imported {args.checkpoint}: {model.count_params():,} parameters, {args.num_classes} labels "
           f"-> {output / 'final.keras'} and {output / 'classes.json'}")
 

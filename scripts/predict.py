@@ -10,22 +10,24 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import prediction  # noqa: E402
+from ssd_tf import cli, prediction  # noqa: E402
 from ssd_tf.detector import Detector  # noqa: E402
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run folder, .keras file, exported SavedModel folder or .tflite file")
     p.add_argument("inputs", help="an image or a folder of images")
     p.add_argument("--output", required=True, help="folder for drawn images and detections.json")
     p.add_argument("--min-score", type=float, default=0.3, help="draw and list detections at or above this score")
-    args = p.parse_args(argv)
-    try:
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    with cli.user_errors():
         detector = Detector.load(args.model)
         payload = prediction.predict_files(detector, prediction.list_images(args.inputs), args.output, args.min_score)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
     total = sum(len(i["detections"]) for i in payload["images"])
     print(f"{len(payload['images'])} image(s), {total} detection(s) >= {args.min_score} -> {args.output}/"
           + (f"; skipped {len(payload['skipped'])}: " + "; ".join(payload["skipped"]) if payload["skipped"] else ""))

@@ -12,7 +12,6 @@
 import argparse
 import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,13 +19,16 @@ from ssd_tf.config import (BACKBONE_LAYOUTS, DATASETS, JIT_COMPILE, PRECISIONS, 
                            TrainConfig)
 
 DEFAULTS = TrainConfig()  # the one source of every default; data-set defaults come from resolved()
-from ssd_tf import training  # noqa: E402
+from ssd_tf import cli, training  # noqa: E402
+from ssd_tf.data import parse_classes  # noqa: E402
 from ssd_tf.callbacks import TrainingDiverged  # noqa: E402
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=DATASETS, default=DEFAULTS.dataset)
+    p.add_argument("--dataset", choices=DATASETS, default=DEFAULTS.dataset,
+                   help="synthetic: the built-in set (default); voc, coco: their folder layouts; tfrecord: shards "
+                        "from scripts/convert.py or the TF Object Detection API")
     p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: folder with annotations/ and image folders; "
                                       "tfrecord: a folder written by scripts/convert.py")
     p.add_argument("--train-split", help="VOC: ImageSets/Main name (default train); COCO: e.g. train2017")
@@ -39,8 +41,9 @@ def build_parser():
     p.add_argument("--warmup-steps", type=int, help="default: synthetic 8, otherwise 300")
     p.add_argument("--schedule", choices=SCHEDULES, default=DEFAULTS.schedule,
                    help="default: cosine for synthetic, step otherwise")
-    p.add_argument("--momentum", type=float, default=DEFAULTS.momentum)
-    p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay)
+    p.add_argument("--momentum", type=float, default=DEFAULTS.momentum, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
+                   help="L2 on convolution and dense kernels, coupled as in torch.optim.SGD (default 5e-4)")
     p.add_argument("--mixed-precision", choices=[name for name in PRECISIONS if name],
                    help="float16 (with loss scaling; for GPUs) or bfloat16 compute, float32 weights")
     p.add_argument("--jit-compile", choices=JIT_COMPILE, default=DEFAULTS.jit_compile,
@@ -56,12 +59,16 @@ def build_parser():
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from a trained model's weights (run folder, .keras file or imported folder): layers "
                         "whose shapes fit are copied, class heads of another class count are re-initialised")
-    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy,
+                   help="auto (default): multiworker when TF_CONFIG lists a cluster, mirrored with several GPUs, "
+                        "else default (one device)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                   help="seeds the weights, the data order and every augmentation (default 0)")
     p.add_argument("--output", help="run folder (default runs/ssd300-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last epoch")
     p.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
-    p.add_argument("--synthetic-images", type=int, default=DEFAULTS.synthetic_images)
+    p.add_argument("--synthetic-images", type=int, default=DEFAULTS.synthetic_images,
+                   help="synthetic: training images to generate (default 64; a quarter as many validate)")
     p.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
                    help="validate every N epochs and after the last: validation loss (after precise BN), COCO mAP, "
                         "TensorBoard images (0: not while training; default: synthetic 4, otherwise 1)")
@@ -84,18 +91,18 @@ RESUME_FLAGS = {"resume", "output", "epochs"}
 def config_from_args(args):
     if args.resume:
         if not args.output:
-            raise SystemExit("--resume needs --output RUN_FOLDER")
+            cli.fail("--resume needs --output RUN_FOLDER")
         parser = build_parser()
         changed = sorted(f"--{k.replace('_', '-')}" for k, v in vars(args).items()
                          if k not in RESUME_FLAGS and v != parser.get_default(k))
         if changed:
-            raise SystemExit(f"error: --resume continues {args.output} with its saved config.json; it would ignore "
-                             f"{', '.join(changed)}. Only --epochs may change on resume; start a new run "
-                             "(another --output) to change the others.")
+            cli.fail(f"--resume continues {args.output} with its saved config.json; it would ignore "
+                     f"{', '.join(changed)}. Only --epochs may change on resume; start a new run "
+                     "(another --output) to change the others.")
         return TrainConfig.resume_from(args.output, args.epochs)
     return TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, train_split=args.train_split, val_split=args.val_split,
-        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
+        classes=parse_classes(args.classes),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         schedule=args.schedule, momentum=args.momentum, weight_decay=args.weight_decay,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile, backbone_weights=args.backbone_weights,
@@ -109,12 +116,10 @@ def config_from_args(args):
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = training.train(config_from_args(parse_args(argv)))
+        with cli.user_errors():  # a user error: one line, exit 2
+            result = training.train(config_from_args(parse_args(argv)))
     except TrainingDiverged as err:
         raise SystemExit(f"error: {err}") from None
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # a user error: one line, exit 2
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     s = result["summary"]
     if s.get("already_finished"):
         print(f"{result['run_dir']} already finished {s['completed_epochs']} epochs; nothing to do "

@@ -11,7 +11,6 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import data as data_lib
-from ssd_tf.losses import SSDLoss
 from ssd_tf.model import build_ssd300
 
 
@@ -51,28 +50,12 @@ def _keras_run(dataset, batches):
     return start
 
 
-def seed_loader(detection_set, batch_size=8, workers=None, seed=0):
-    """The seed's training transforms (PIL and torch, ``ssd_tf.seed_reference``) in a torch
-    DataLoader with ``workers`` processes (default: one per core this process may use), over the
-    same images."""
-    import torch
-
-    from ssd_tf import seed_reference
-
-    usable, _ = data_lib.for_training(detection_set)
-    dataset = seed_reference.DetectionDataset(usable.sources, usable.boxes, usable.labels,
-                                              seed_reference.train_transform())
-    torch.manual_seed(seed)
-    workers = workers or data_lib.pipeline.usable_cores()  # the cores our pipeline sizes its pool by
-    return torch.utils.data.DataLoader(dataset, batch_size, shuffle=True, num_workers=workers,
-                                       persistent_workers=True, multiprocessing_context="fork")
-
-
-def data_throughput(detection_set, batch_size=8, passes=5, seed=0, records=None, with_seed=True):
+def data_throughput(detection_set, batch_size=8, passes=5, seed=0, records=None, reference_loader=None):
     """Images/s of the full training pipeline (decode, crop, resize, jitter, flip, encode), side by
-    side with the seed's PIL + torch DataLoader on the same images and cores, each consumed epoch
-    by epoch as its training loop consumes it (ours: one ``repeat()`` pipeline, as ``model.fit``
-    gets it from ``training.train``; the seed's: a new epoch of a DataLoader with persistent workers).
+    side with ``reference_loader`` (the reference design's PIL + torch DataLoader over the same
+    images and cores, from the checkout's ``tests/reference_benchmarks.py``), each consumed epoch by
+    epoch as its training loop consumes it (ours: one ``repeat()`` pipeline for the whole run, as
+    the training loop gets it; the reference's: a new epoch of a DataLoader with persistent workers).
 
     ``records``: the same set as a TFRecordSet, measured too. Returns a dict of medians and ratios.
     """
@@ -80,9 +63,9 @@ def data_throughput(detection_set, batch_size=8, passes=5, seed=0, records=None,
     runs = {"ours_jpeg": _keras_run(data_lib.train_dataset(detection_set, batch_size, seed=seed), batches)}
     if records is not None:
         runs["ours_tfrecord"] = _keras_run(data_lib.train_dataset(records, batch_size, seed=seed), batches)
-    if with_seed:
-        loader = seed_loader(detection_set, batch_size)
-        runs["seed"] = lambda: lambda: iter(loader)  # a torch loop: iter() every epoch, workers persist
+    with_seed = reference_loader is not None
+    if with_seed:  # a torch loop: iter() every epoch, workers persist
+        runs["seed"] = lambda: lambda: iter(reference_loader)
     epochs = 2
     measured = _rates(runs, passes, epochs)
     result = {"machine": _machine(), "batch_size": batch_size, "passes": passes, "epochs_per_pass": epochs}
@@ -128,7 +111,7 @@ def make_coco_style_set(folder, num_images=2000, size=(480, 640), seed=0):
 def startup_time(folder, num_images=2000, repeats=3):
     """Seconds per 1,000 images to read a COCO-style set (``read_coco``: JSON plus image headers),
     beside the full decode of every image that readers used to do (PIL ``load``), medians."""
-    from ssd_tf.data.records import check_image
+    from ssd_tf.data.detection_set import check_image
 
     path, images_dir = make_coco_style_set(folder, num_images)
     reads, decodes = [], []
@@ -145,82 +128,67 @@ def startup_time(folder, num_images=2000, repeats=3):
             "machine": _machine()}
 
 
-def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21, seed=0):
-    """Images/s of ``model.fit`` training steps on random inputs (no data pipeline cost)."""
+def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21, seed=0, reference_step=None):
+    """Images/s of the training loop's step (``loop.make_train_steps``: forward, SSD loss with
+    hard-negative mining, backward, ``TorchSGD`` update) on one fixed random batch (no data
+    pipeline cost), medians of ``steps`` steps. ``reference_step``: a function running one step of
+    the reference design (NVIDIA's SSD300, its loss, torch.optim.SGD; from the checkout's
+    ``tests/reference_benchmarks.py``), timed alternately, step by step, on the same threads."""
+    from ssd_tf import loop
+    from ssd_tf.optimizers import TorchSGD
+
     policy = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[precision]
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
         keras.utils.set_random_seed(seed)
         model = build_ssd300(num_classes)
-        optimizer = keras.optimizers.SGD(1e-3, momentum=0.9)
+        optimizer = TorchSGD(1e-3, momentum=0.9, weight_decay=5e-4)
         if precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer, loss=SSDLoss())
+        optimizer.build(model.trainable_variables)
         rng = np.random.default_rng(seed)
         images = rng.uniform(0, 255, (batch_size, 300, 300, 3)).astype(np.float32)
         boxes = rng.uniform(0.1, 0.4, (3, 2))
         boxes = np.concatenate([boxes, boxes + 0.4], 1).astype(np.float32)
         y = np.stack([data_lib.pipeline.encoding.encode_y_true(boxes, [1, 2, 3]).numpy()] * batch_size)
-        model.train_on_batch(images, y)  # build + trace
-        times = []
+        batches = iter(tf.data.Dataset.from_tensors((images, y)).repeat())
+        train_steps = loop.make_train_steps(model, optimizer, tf.distribute.get_strategy(), batch_size)
+        one = tf.constant(1)
+        train_steps(batches, one)  # build + trace
+        runs = {"ours": lambda: train_steps(batches, one).numpy()}
+        if reference_step is not None:
+            reference_step()  # first-call allocations
+            runs["seed"] = reference_step
+        times = {name: [] for name in runs}
         for _ in range(steps):
-            start = time.perf_counter()
-            model.train_on_batch(images, y)
-            times.append(time.perf_counter() - start)
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
     finally:
         keras.config.set_dtype_policy(previous)
-    step = statistics.median(times)
-    return {"images_per_s_median": batch_size / step, "step_s_median": step, "batch_size": batch_size,
-            "precision": precision, "machine": _machine()}
-
-
-def _seed_detector(num_classes, threads):
-    """The seed's inference on uint8 images: PIL resize to 300x300, ToTensor + Normalize, NVIDIA's
-    SSD300 (the plain-torch transcription in the checkout's tests/nvidia_reference.py) and the
-    seed's PostProcess. None when torch or the checkout's tests folder is missing."""
-    import sys
-    try:
-        import torch
-        from PIL import Image
-    except ImportError:
-        return None
-    tests = pathlib.Path(__file__).resolve().parents[1] / "tests"
-    if not (tests / "nvidia_reference.py").is_file():
-        return None
-    sys.path.insert(0, str(tests))
-    import nvidia_reference
-
-    from ssd_tf import seed_reference
-    torch.set_num_threads(threads)
-    model = nvidia_reference.SSD300(label_num=num_classes).eval()
-    post = seed_reference.PostProcess(seed_reference.dboxes300_coco())
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-
-    def forward(images):
-        batch = torch.stack([
-            (torch.from_numpy(np.array(Image.fromarray(i).resize((300, 300), Image.BILINEAR))).permute(2, 0, 1)
-             .float() / 255 - mean) / std for i in images])
-        with torch.no_grad():
-            return model(batch)
-
-    def detect(images):
-        with torch.no_grad():
-            return post(*forward(images))
-    return detect, forward
+    result = {"batch_size": batch_size, "precision": precision, "machine": _machine()}
+    for name, values in times.items():
+        step = statistics.median(values)
+        result[name] = {"images_per_s_median": batch_size / step, "step_s_median": step, "steps": values}
+    if "seed" in result:
+        result["ours_vs_seed"] = result["ours"]["images_per_s_median"] / result["seed"]["images_per_s_median"]
+    return result
 
 
 def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=None, formats=None,
-                         num_classes=21, seed=0):
+                         num_classes=21, seed=0, reference=None):
     """Images/s of every inference path on the same uint8 ``images`` (list of [H, W, 3]) with the
     same ``threads``, medians over ``passes`` alternating passes, and ratios to the seed's PyTorch
     model and PostProcess at the same batch size.
 
     Paths: ``keras`` (Detector on the Keras model: resize, model, decode, NMS), ``saved_model_bytes``
     (serving_default on JPEG bytes) and ``saved_model_images`` (serve_images), ``tflite_float32``
-    and ``tflite_int8`` (batch 1: the files take one image), ``seed``. A random-weight model: speed
-    does not depend on the weights. Exports go to ``folder``."""
+    and ``tflite_int8`` (batch 1: the files take one image), ``seed``: ``reference``, a pair of
+    functions of a list of images (the reference design's whole inference, its network alone),
+    from the checkout's ``tests/reference_benchmarks.py``. A random-weight model: speed does not
+    depend on the weights. Exports go to ``folder``."""
     from ssd_tf import export
     from ssd_tf.detector import Detector
 
@@ -251,8 +219,8 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
             path.write_bytes(tflite.convert(model, quantize, calibration))
             runner = tflite.TFLiteRunner(path, num_threads=threads)
             paths[name] = ((1,), runner.detect_batch)
-    if "seed" in formats:
-        seed_paths = _seed_detector(num_classes, threads)
+    if "seed" in formats and reference is not None:
+        seed_paths = reference
         if seed_paths is not None:
             paths["seed"] = (batch_sizes, seed_paths[0])
             # The seed's network alone: its PostProcess runs a greedy NMS in Python here

@@ -4,7 +4,9 @@ import dataclasses
 import json
 import pathlib
 
-DATASETS = ("synthetic", "voc", "coco", "tfrecord")
+from ssd_tf.data.kinds import DEFAULT_SPLITS, KINDS
+
+DATASETS = KINDS
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = (None, "float16", "bfloat16")
 SCHEDULES = ("step", "cosine")
@@ -58,11 +60,8 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {DATASETS}, got {c.dataset!r}")
         if c.dataset != "synthetic" and not c.data_dir:
             raise ValueError(f"--data-dir is required for dataset {c.dataset!r}")
-        # tfrecord: roles, looked up in the converted folder's splits.json
-        splits = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "tfrecord": ("train", "val"),
-                  "synthetic": (None, None)}
-        c.train_split = c.train_split if c.train_split is not None else splits[c.dataset][0]
-        c.val_split = c.val_split if c.val_split is not None else splits[c.dataset][1]
+        c.train_split = c.train_split if c.train_split is not None else DEFAULT_SPLITS[c.dataset][0]
+        c.val_split = c.val_split if c.val_split is not None else DEFAULT_SPLITS[c.dataset][1]
         # NVIDIA SSD300 v1.1 recipe for COCO: 65 epochs, lr 2.6e-3 per 32 images, 300 warmup steps.
         # The built-in set trains from random weights in a few minutes: 48 steps, a high rate,
         # cosine decay (measured in the README).

@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from ssd_tf import artifacts
+from ssd_tf import loading
 from ssd_tf.data.classes import generic_names, read_classes
 from ssd_tf.serving import ServingModule
 
@@ -56,7 +56,7 @@ class Detector:
             self._detect_batch = runner.detect_batch
             self._set_classes(*read_classes(path.parent))
             return self
-        if artifacts.is_saved_model(path):
+        if loading.is_saved_model(path):
             import tensorflow as tf
             loaded = tf.saved_model.load(str(path))
             if "serve_images" not in loaded.signatures:
@@ -68,8 +68,8 @@ class Detector:
             self._detect_batch = lambda images: _numpy(serve(images=tf.constant(images)))
             self._set_classes(*read_classes(path / "assets.extra"))
             return self
-        model = artifacts.load_keras_model(path, num_classes)
-        self = cls(model, *artifacts.classes_beside(path), score_threshold=score_threshold,
+        model = loading.load_keras_model(path, num_classes)
+        self = cls(model, *loading.classes_beside(path), score_threshold=score_threshold,
                    iou_threshold=iou_threshold, max_detections=max_detections)
         self.path = path
         return self

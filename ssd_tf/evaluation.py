@@ -190,11 +190,11 @@ def evaluate_artifact(model_path, kind, data_dir=None, split=None, classes=None,
     The built-in set: ``split`` (default "val") of the run with ``seed`` and ``synthetic_images``,
     the images that run validated on. Returns (report, dataset).
     """
-    from ssd_tf.data import read_dataset
+    from ssd_tf.data import default_split, read_dataset
 
     detector = Detector.load(model_path, score_threshold=0.05)
     classes = list(classes) if classes else list(detector.class_names[1:]) if detector.class_names else None
-    split = split or {"voc": "val", "coco": "val2017", "tfrecord": "val", "synthetic": "val"}.get(kind)
+    split = split or default_split(kind, "val")
     dataset = read_dataset(kind, data_dir, split, classes, synthetic_images=synthetic_images, seed=seed)
     if detector.num_classes is not None and dataset.num_classes != detector.num_classes:
         raise ValueError(f"{model_path} has {detector.num_classes - 1} classes, {dataset.name} has "

@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from ssd_tf import artifacts, warmup
+from ssd_tf import loading, warmup
 from ssd_tf.data.classes import CLASSES_FILE, generic_names, write_classes
 from ssd_tf.serving import ServingModule
 
@@ -95,10 +95,10 @@ def export_from_artifact(source, output_root="saved_models", name="ssd300", vers
                          dtype="float32", **thresholds):
     """Export a run folder / .keras / .weights.h5 to ``output_root/name/version`` (default: the
     next version). Returns the path; FileExistsError when that version exists."""
-    model = artifacts.load_keras_model(source, num_classes)
+    model = loading.load_keras_model(source, num_classes)
     if dtype == "float32":
         model = float32_model(model)
-    class_names, category_ids = artifacts.classes_beside(source)
+    class_names, category_ids = loading.classes_beside(source)
     version = version or next_version(pathlib.Path(output_root) / name)
     return export_saved_model(model, pathlib.Path(output_root) / name / str(version), class_names, category_ids,
                               model_name=name, **thresholds)
@@ -173,8 +173,8 @@ def export_tflite(source, output_dir, quantize="none", calibration_data=None, ca
         raise ValueError("--quantize int8 needs --calibration-data: a folder of training images (a few hundred "
                          "are used), a TFRecord folder, or 'synthetic'")
     images = calibration_images(calibration_data, calibration_count) if quantize == "int8" else None
-    model = float32_model(artifacts.load_keras_model(source, num_classes))
-    class_names, category_ids = _classes(model, *artifacts.classes_beside(source))
+    model = float32_model(loading.load_keras_model(source, num_classes))
+    class_names, category_ids = _classes(model, *loading.classes_beside(source))
     data = tflite.convert(model, quantize, images, **thresholds)
     output_dir.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)

@@ -5,7 +5,7 @@ import json
 import logging
 import pathlib
 
-from ssd_tf import artifacts
+from ssd_tf import loading
 from ssd_tf.backbone import layout_of
 
 log = logging.getLogger("ssd_tf.finetune")
@@ -14,7 +14,7 @@ INIT_FILE = "init_from.json"
 
 def load_source(source):
     """The trained Keras SSD300 at ``source`` (run folder, .keras file or imported folder)."""
-    return artifacts.load_keras_model(source)
+    return loading.load_keras_model(source)
 
 
 def init_from(model, source, source_name=None):

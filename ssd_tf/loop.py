@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import callbacks as callbacks_lib
-from ssd_tf import artifacts, batchnorm, losses
+from ssd_tf import loading, batchnorm, losses
 from ssd_tf.config import JIT_COMPILE
 
 log = logging.getLogger("ssd_tf.loop")
@@ -69,6 +69,44 @@ def completed_epochs(checkpoint_dir):
     return 0
 
 
+def make_train_steps(model, optimizer, strategy, global_batch, jit_compile=False):
+    """The training step: ``train_steps(iterator, count)`` runs ``count`` steps on batches of
+    ``iterator`` (per-replica batches under ``strategy``) in one call and returns [count, 3] float32:
+    loss, localisation and classification, summed over replicas. The loss is averaged over the
+    ``global_batch`` (``tf.nn.compute_average_loss``); under a LossScaleOptimizer it is scaled.
+    ``jit_compile``: forward and backward in XLA; the update (cross-replica sums, loss scaling)
+    stays outside, where tf.distribute can run it."""
+
+    def gradients(images, y_true):
+        with tf.GradientTape() as tape:
+            pred = model(images, training=True)
+            loc, cls, _ = losses.ssd_loss_parts(y_true, pred)
+            loc = tf.nn.compute_average_loss(loc, global_batch_size=global_batch)
+            cls = tf.nn.compute_average_loss(cls, global_batch_size=global_batch)
+            loss = loc + cls
+            scaled = optimizer.scale_loss(loss)  # loss scaling under float16; identity otherwise
+        return tape.gradient(scaled, model.trainable_variables), tf.stack([loss, loc, cls])
+
+    if jit_compile:
+        gradients = tf.function(gradients, jit_compile=True)
+
+    def replica_step(images, y_true):
+        grads, parts = gradients(images, y_true)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return parts
+
+    @tf.function
+    def train_steps(iterator, count):
+        parts = tf.TensorArray(tf.float32, size=count)
+        for i in tf.range(count):
+            images, y_true = next(iterator)
+            per_replica = strategy.run(replica_step, args=(images, y_true))
+            parts = parts.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
+        return parts.stack()
+
+    return train_steps
+
+
 def fit(model, optimizer, strategy, dataset_fn, settings, callbacks=(), chief_callbacks=()):
     """Train ``model`` under ``strategy``; checkpoint after every epoch. Returns the history dict.
 
@@ -104,37 +142,11 @@ def fit(model, optimizer, strategy, dataset_fn, settings, callbacks=(), chief_ca
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
     chief_latest = latest_checkpoint(s.checkpoint_dir)
     if s.resume and chief_latest:
-        artifacts.restore_checkpoint(chief_latest, checkpoint=checkpoint)
-
-    def gradients(images, y_true):
-        with tf.GradientTape() as tape:
-            pred = model(images, training=True)
-            loc, cls, _ = losses.ssd_loss_parts(y_true, pred)
-            loc = tf.nn.compute_average_loss(loc, global_batch_size=s.global_batch)
-            cls = tf.nn.compute_average_loss(cls, global_batch_size=s.global_batch)
-            loss = loc + cls
-            scaled = optimizer.scale_loss(loss)  # loss scaling under float16; identity otherwise
-        return tape.gradient(scaled, model.trainable_variables), tf.stack([loss, loc, cls])
+        loading.restore_checkpoint(chief_latest, checkpoint=checkpoint)
 
     jit = resolve_jit_compile(s.jit_compile, strategy)
     log.info("training step: XLA %s (--jit-compile %s)", "on" if jit else "off", s.jit_compile)
-    if jit:  # forward and backward in XLA; the update (cross-replica sums, loss scaling) outside
-        gradients = tf.function(gradients, jit_compile=True)
-
-    def replica_step(images, y_true):
-        grads, parts = gradients(images, y_true)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return parts
-
-    @tf.function
-    def train_steps(iterator, count):
-        """``count`` steps in one call; returns [count, 3]: loss, localisation, classification."""
-        parts = tf.TensorArray(tf.float32, size=count)
-        for i in tf.range(count):
-            images, y_true = next(iterator)
-            per_replica = strategy.run(replica_step, args=(images, y_true))
-            parts = parts.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
-        return parts.stack()
+    train_steps = make_train_steps(model, optimizer, strategy, s.global_batch, jit)
 
     everywhere = keras.callbacks.CallbackList(list(callbacks), add_history=False, add_progbar=False, model=model,
                                               epochs=s.epochs, steps=s.steps_per_epoch, verbose=s.verbose)

@@ -16,7 +16,7 @@ import pathlib
 import shutil
 import tempfile
 
-from ssd_tf import artifacts, torch_weights
+from ssd_tf import loading, torch_weights
 from ssd_tf.model import build_ssd300
 
 # COCO's 80 categories as the instances files list them: (category id, name). NVIDIA's label k
@@ -87,7 +87,7 @@ def import_nvidia(checkpoint, output, num_classes=NVIDIA_NUM_CLASSES):
     staging = pathlib.Path(tempfile.mkdtemp(dir=output, prefix=".import-"))
     try:
         model.save(staging / "final.keras")
-        artifacts.write_classes(staging / artifacts.CLASSES_FILE, names, ids)
+        loading.write_classes(staging / loading.CLASSES_FILE, names, ids)
         (staging / "imported.json").write_text(json.dumps({
             "source": str(checkpoint.resolve()), "format": "NVIDIA SSD300 v1.1 (PyTorch)",
             "backbone_layout": "torchvision", "num_classes": num_classes, "tensors": len(state)}, indent=2) + "\n")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ssd_tf import visualize
 from ssd_tf.data import pipeline
-from ssd_tf.data.records import SkipReport, check_image
+from ssd_tf.data.detection_set import SkipReport, check_image
 from ssd_tf.detector import Detector
 
 log = logging.getLogger("ssd_tf.prediction")

@@ -16,7 +16,7 @@ import time
 
 import keras
 
-from ssd_tf import artifacts, batchnorm
+from ssd_tf import loading, batchnorm
 from ssd_tf import callbacks as callbacks_lib
 from ssd_tf import data as data_lib
 from ssd_tf import distribute, evaluation, finetune, loop, losses, prediction, validation
@@ -33,11 +33,9 @@ log = logging.getLogger("ssd_tf.training")
 
 def load_datasets(config):
     """(train DetectionSet, validation DetectionSet or None) for a resolved config."""
-    if config.dataset == "synthetic":
-        read = lambda split: data_lib.read_dataset("synthetic", split=split,  # noqa: E731
-                                                   synthetic_images=config.synthetic_images, seed=config.seed)
-        return read("train"), read("val")
-    read = lambda split: data_lib.read_dataset(config.dataset, config.data_dir, split, config.classes)  # noqa: E731
+    def read(split):
+        return data_lib.read_dataset(config.dataset, config.data_dir, split, config.classes,
+                                     synthetic_images=config.synthetic_images, seed=config.seed)
     return read(config.train_split), (read(config.val_split) if config.val_split else None)
 
 
@@ -144,7 +142,7 @@ def train(config, callbacks=(), model_fn=None):
 
     train_set, val_set = load_datasets(config)
     if chief:
-        artifacts.write_classes(run / artifacts.CLASSES_FILE, train_set.class_names, train_set.category_ids)
+        loading.write_classes(run / loading.CLASSES_FILE, train_set.class_names, train_set.category_ids)
     # Difficult objects and object-less images are dropped (and reported) once, here.
     usable, num_usable = data_lib.for_training(train_set)
     report = [f"train: {train_set.report.summary()}"] + ([f"val: {val_set.report.summary()}"] if val_set else [])

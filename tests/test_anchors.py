@@ -48,7 +48,7 @@ def test_level_offsets():
 
 
 def test_equals_seed():
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     np.testing.assert_array_equal(ssd_tf.default_boxes(), seed.dboxes300_coco()(order="xywh").numpy())
 
 

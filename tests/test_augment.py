@@ -130,7 +130,7 @@ ADJUSTMENTS = [  # (ours, the seed's PIL name, factor, max abs difference in 0..
 
 
 def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     pil, pixels = _photo()
     for ours, name, factor, tolerance in ADJUSTMENTS:
         expected = np.asarray(getattr(seed, name)(pil, factor)).astype(np.float32)
@@ -141,7 +141,7 @@ def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
 
 
 def test_hue_shift_equals_the_seeds_pil_hsv_shift():
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     pil, pixels = _photo()
     for delta in (-0.05, 0.05):
         expected = np.asarray(seed.adjust_hue(pil, delta)).astype(np.float32)
@@ -153,7 +153,7 @@ def test_hue_shift_equals_the_seeds_pil_hsv_shift():
 
 
 def test_jitter_composes_the_four_adjustments_as_the_seed_does():
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     pil, pixels = _photo()
     factors = {"adjust_brightness": 1.1, "adjust_contrast": 0.6, "adjust_saturation": 1.45, "adjust_hue": 0.04}
     identity = {"adjust_brightness": 1.0, "adjust_contrast": 1.0, "adjust_saturation": 1.0, "adjust_hue": 0.0}

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import ROOT, shared_data
-from ssd_tf import artifacts, export, tflite
+from ssd_tf import loading, export, tflite
 from ssd_tf.detector import Detector
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
@@ -80,7 +80,7 @@ def models(tmp_path_factory):
             model = _briefly_trained_shapes_model()
             paths["run"].mkdir(parents=True, exist_ok=True)
             model.save(paths["keras"])
-            artifacts.write_classes(paths["run"] / "classes.json", SHAPE_CLASSES)
+            loading.write_classes(paths["run"] / "classes.json", SHAPE_CLASSES)
             assert export.export_from_artifact(paths["run"], root / "saved_models", "shapes") == paths["saved_model"]
             assert export.export_tflite(paths["run"], root / "tflite-none") == paths["tflite"]
             (root / "done").write_text("")
@@ -351,7 +351,7 @@ def test_a_float16_trained_model_serves_in_float32_unless_asked(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     model.save(run / "final.keras")
-    artifacts.write_classes(run / "classes.json", SHAPE_CLASSES[:3])
+    loading.write_classes(run / "classes.json", SHAPE_CLASSES[:3])
 
     def conv_dtypes(path):
         graph = tf.saved_model.load(str(path)).signatures["serve_images"].graph.as_graph_def()

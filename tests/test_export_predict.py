@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import shared_data
-from ssd_tf import artifacts, export
+from ssd_tf import loading, export
 from ssd_tf.detector import Detector
 from ssd_tf.data.resize import resize_image
 
@@ -42,7 +42,7 @@ def run_folder(tmp_path_factory):
     bias[:, 1] += 3.0  # raccoon logit up on the 5x5 map: confident, well-spread boxes
     conv.set_weights([kernel, bias.reshape(-1)])
     model.save(folder / "final.keras")
-    artifacts.write_classes(folder / "classes.json", CLASSES)
+    loading.write_classes(folder / "classes.json", CLASSES)
     return folder
 
 
@@ -65,7 +65,7 @@ def test_saved_model_layout_and_single_copy_of_variables(exported, run_folder):
     assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
     assert json.loads((exported / "assets.extra" / "classes.json").read_text())["class_names"] == list(CLASSES)
     size = sum(p.stat().st_size for p in (exported / "variables").iterdir())
-    params = artifacts.load_keras_model(run_folder).count_params()
+    params = loading.load_keras_model(run_folder).count_params()
     assert params * 4 < size < params * 4 * 1.2  # float32, stored once (twice would be 2x)
     assert export.next_version(exported.parent) == 2
 
@@ -83,7 +83,7 @@ np.savez(sys.argv[2], **{k: v.numpy() for k, v in out.items()})
                              *map(str, raccoon_images)], env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(tmp_path / "out.npz")
-    model = artifacts.load_keras_model(run_folder)
+    model = loading.load_keras_model(run_folder)
     for i, path in enumerate(raccoon_images):
         boxes, scores, classes = _keras_detections(model, path.read_bytes())
         n = int(served["num_detections"][i])
@@ -183,7 +183,7 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
     from ssd_tf import data, evaluation
 
     val = data.read_voc(shared_data("raccoon", "VOC2007"), "val", class_names=("raccoon",))
-    model = artifacts.load_keras_model(run_folder)
+    model = loading.load_keras_model(run_folder)
     logs = {}
     callback = evaluation.COCOEvaluation(val, every=1)
     callback.set_model(model)
@@ -222,51 +222,51 @@ def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
 
     from ssd_tf import evaluation
 
-    model = artifacts.load_keras_model(run_folder)  # 2 classes
+    model = loading.load_keras_model(run_folder)  # 2 classes
     three = ("background", "a", "b")
 
     # A weights file of a 2-class model beside a classes.json of 3 classes.
     other = tmp_path / "other_classes"
     other.mkdir()
     model.save_weights(other / "m.weights.h5")
-    artifacts.write_classes(other / "classes.json", three)
+    loading.write_classes(other / "classes.json", three)
     with pytest.raises(ValueError, match=r"m\.weights\.h5: weights do not fit an SSD300 with 3 classes"):
-        artifacts.load_keras_model(other / "m.weights.h5")
+        loading.load_keras_model(other / "m.weights.h5")
     # Partial files.
     partial = _truncated_copy(other / "m.weights.h5", tmp_path / "partial.weights.h5")
     with pytest.raises(ValueError, match="partial.weights.h5"):
-        artifacts.load_keras_model(partial, num_classes=2)
+        loading.load_keras_model(partial, num_classes=2)
     with pytest.raises(ValueError, match="partial.keras"):
-        artifacts.load_keras_model(_truncated_copy(run_folder / "final.keras", tmp_path / "partial.keras"))
+        loading.load_keras_model(_truncated_copy(run_folder / "final.keras", tmp_path / "partial.keras"))
     # A .keras file of another model.
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
     small.save(tmp_path / "small.keras")
     with pytest.raises(ValueError, match="small.keras: not an SSD300 model"):
-        artifacts.load_keras_model(tmp_path / "small.keras")
+        loading.load_keras_model(tmp_path / "small.keras")
 
     # Run folders without final.keras: a fit run's backup of another class count ...
     backup_run = tmp_path / "backup_run"
     (backup_run / "checkpoints").mkdir(parents=True)
     model.save_weights(backup_run / "checkpoints" / "latest.weights.h5")
-    artifacts.write_classes(backup_run / "classes.json", three)
+    loading.write_classes(backup_run / "classes.json", three)
     with pytest.raises(ValueError, match="latest.weights.h5: weights do not fit"):
-        artifacts.load_keras_model(backup_run)
+        loading.load_keras_model(backup_run)
     # ... a multi-worker run's tf.train checkpoint of another model, and of another class count.
     foreign_run = tmp_path / "foreign_run"
     tf.train.Checkpoint(model=small).save(str(foreign_run / "checkpoints" / "ckpt"))
-    artifacts.write_classes(foreign_run / "classes.json", CLASSES)
+    loading.write_classes(foreign_run / "classes.json", CLASSES)
     classes_run = tmp_path / "classes_run"
     tf.train.Checkpoint(model=model).save(str(classes_run / "checkpoints" / "ckpt"))
-    artifacts.write_classes(classes_run / "classes.json", three)
+    loading.write_classes(classes_run / "classes.json", three)
     for run, message in ((foreign_run, "not bound to checkpointed values"), (classes_run, "incompatible tensor")):
         with pytest.raises(ValueError, match=f"ckpt-1: checkpoint does not fit the model.*{message}"):
-            artifacts.load_keras_model(run)
+            loading.load_keras_model(run)
     # The same checkpoint with the right class count loads, equal to the model saved.
-    artifacts.write_classes(classes_run / "classes.json", CLASSES)
-    restored = artifacts.load_keras_model(classes_run)
+    loading.write_classes(classes_run / "classes.json", CLASSES)
+    restored = loading.load_keras_model(classes_run)
     for a, b in zip(restored.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
-    artifacts.write_classes(classes_run / "classes.json", three)
+    loading.write_classes(classes_run / "classes.json", three)
 
     # Export, prediction and evaluation refuse them too.
     for run in (backup_run, foreign_run, classes_run):

@@ -8,7 +8,7 @@ import pytest
 
 import ssd_tf
 from conftest import shared_data
-from ssd_tf import artifacts, data, finetune, training
+from ssd_tf import loading, data, finetune, training
 from ssd_tf.config import TrainConfig
 
 
@@ -19,7 +19,7 @@ def source(tmp_path_factory):
     keras.utils.set_random_seed(5)
     model = ssd_tf.build_ssd300(num_classes=4)
     model.save(folder / "final.keras")
-    artifacts.write_classes(folder / "classes.json", ("background", "a", "b", "c"))
+    loading.write_classes(folder / "classes.json", ("background", "a", "b", "c"))
     return folder, {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 

@@ -5,8 +5,9 @@ import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ssd_tf"
 # What the data layer must never import, even inside a function: it sits below all of these.
-ABOVE_DATA = ("ssd_tf.evaluation", "ssd_tf.prediction", "ssd_tf.artifacts", "ssd_tf.export", "ssd_tf.serving",
-              "ssd_tf.training", "ssd_tf.distribute", "ssd_tf.callbacks", "ssd_tf.nvidia", "ssd_tf.finetune")
+ABOVE_DATA = ("ssd_tf.evaluation", "ssd_tf.prediction", "ssd_tf.loading", "ssd_tf.export", "ssd_tf.serving",
+              "ssd_tf.training", "ssd_tf.distribute", "ssd_tf.callbacks", "ssd_tf.nvidia", "ssd_tf.finetune",
+              "ssd_tf.loop", "ssd_tf.validation", "ssd_tf.detector", "ssd_tf.tflite", "ssd_tf.cli")
 
 
 def _imports(path):
@@ -35,6 +36,36 @@ def test_no_data_module_imports_one_that_imports_it_back():
 
 def test_torch_is_imported_only_where_pytorch_files_are_read():
     users = sorted(p.name for p in PACKAGE.rglob("*.py") if any(n.split(".")[0] == "torch" for n in _imports(p)))
-    # torch_weights reads .pt/.pth files; benchmark runs the seed's side of a comparison; both import it
-    # inside functions. seed_reference is the seed's PyTorch code for the parity tests and benchmarks.
-    assert users == ["benchmark.py", "seed_reference.py", "torch_weights.py"], users
+    # torch_weights reads .pt/.pth files, importing torch inside its functions. The reference design's
+    # PyTorch code (parity tests, the benchmarks' reference side) lives in tests/, outside the package.
+    assert users == ["torch_weights.py"], users
+
+
+def _module_graph():
+    """ssd_tf module -> the ssd_tf modules it imports (at any depth). The top-level package, which
+    gathers the public names for users, is left out: nothing inside imports it; so is a module's own
+    package (``from ssd_tf.data import augment`` inside ``ssd_tf.data`` names a sibling)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return {name: {n for n in _imports(path) if n in modules and n not in (name, "ssd_tf")
+                   and not name.startswith(n + ".")}
+            for name, path in modules.items() if name != "ssd_tf"}
+
+
+def test_no_import_circles_anywhere_in_the_package():
+    graph = _module_graph()
+    assert "ssd_tf.loop" in graph and "ssd_tf.data.pipeline" in graph["ssd_tf.training"] | graph["ssd_tf.data"]
+    circles = set()
+
+    def visit(node, path):
+        for nxt in graph.get(node, ()):
+            if nxt in path:
+                circles.add(tuple(path[path.index(nxt):]) + (nxt,))
+            elif len(path) < 12:
+                visit(nxt, path + [nxt])
+    for start in graph:
+        visit(start, [start])
+    assert not circles, sorted(circles)[:5]

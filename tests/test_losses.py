@@ -80,7 +80,7 @@ def test_matches_numpy_reimplementation():
 
 def test_matches_seed():
     torch = pytest.importorskip("torch")
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     rng = np.random.default_rng(2)
     batch, num_classes = 3, 21
     gt_sets = [random_gt_boxes(rng, n) for n in (1, 4, 0)]

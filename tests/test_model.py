@@ -116,7 +116,7 @@ def test_bad_weights_path_names_the_file(tmp_path):
 @pytest.mark.slow
 def test_real_image_detections_equal_the_seeds_postprocess_of_the_model_outputs(ssd21):
     torch = pytest.importorskip("torch")
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     path = shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")
     image = np.asarray(Image.open(path).convert("RGB").resize((300, 300)), np.float32)[None]
     out = ssd21.predict(image, verbose=0)
@@ -161,7 +161,7 @@ def test_files_saved_before_layouts_load_as_keras_layout_and_predict_as_before(t
     import zipfile
 
     from old_model_fixture import SLOTS, deterministic_weights
-    from ssd_tf import artifacts
+    from ssd_tf import loading
 
     old = json.loads((pathlib.Path(__file__).parent / "data" / "ssd300-keras-layout-41914b7.json").read_text())
     assert "backbone_layout" not in json.dumps(old["config"])  # the old file lacks the new setting
@@ -181,16 +181,16 @@ def test_files_saved_before_layouts_load_as_keras_layout_and_predict_as_before(t
     # another normalisation or stride moves them by the order of the outputs themselves.
     tolerance = 1e-3 * np.abs(expected).max()
 
-    model = artifacts.load_keras_model(tmp_path / "old.keras")
+    model = loading.load_keras_model(tmp_path / "old.keras")
     assert backbone.layout_of(model) == "keras"
     np.testing.assert_allclose(model(image, training=False).numpy()[0, SLOTS], expected, atol=tolerance)
     # A run folder of that time with only a weights checkpoint: its config.json has no layout either.
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"dataset": "synthetic", "seed": 0}))
-    artifacts.write_classes(run / "classes.json", ("background", "thing"))
+    loading.write_classes(run / "classes.json", ("background", "thing"))
     donor.save_weights(run / "checkpoints" / "latest.weights.h5")
-    again = artifacts.load_keras_model(run)
+    again = loading.load_keras_model(run)
     assert backbone.layout_of(again) == "keras"
     np.testing.assert_allclose(again(image, training=False).numpy()[0, SLOTS], expected, atol=tolerance)
 

@@ -73,7 +73,7 @@ def test_coco_categories_are_the_instances_files_order():
 
 @pytest.mark.slow
 def test_detections_of_the_imported_model_equal_the_seeds_postprocess(imported, nvidia_torch):
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     _, model = imported
     images = _real_images()[:1]
     dets = {k: v.numpy()[0] for k, v in ssd_tf.decode_detections(model(images, training=False)).items()}
@@ -210,7 +210,7 @@ def test_layout_mismatched_weights_files_are_refused(tmp_path):
 def test_the_imported_models_saved_model_returns_the_keras_models_detections(imported, tmp_path):
     import tensorflow as tf
 
-    from ssd_tf import artifacts, export
+    from ssd_tf import loading, export
     from ssd_tf.data.resize import resize_image
 
     folder, _ = imported
@@ -219,7 +219,7 @@ def test_the_imported_models_saved_model_returns_the_keras_models_detections(imp
     files = [shared_data("raccoon", "VOC2007", "JPEGImages", name) for name in ("raccoon-1.jpg", "raccoon-20.jpg")]
     served = tf.saved_model.load(str(path)).signatures["serving_default"](
         image_bytes=tf.constant([p.read_bytes() for p in files]))
-    model = artifacts.load_keras_model(folder)
+    model = loading.load_keras_model(folder)
     for i, file in enumerate(files):
         image = tf.io.decode_image(file.read_bytes(), channels=3, expand_animations=False)
         out = ssd_tf.decode_detections(model(resize_image(image[None]), training=False))

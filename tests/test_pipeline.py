@@ -171,7 +171,7 @@ def test_data_benchmark_reads_whole_epochs_from_one_repeated_pipeline():
     from ssd_tf import benchmark
 
     detection_set = data.make_synthetic(10, seed=4)
-    result = benchmark.data_throughput(detection_set, batch_size=4, passes=2, with_seed=False)
+    result = benchmark.data_throughput(detection_set, batch_size=4, passes=2)
     assert result["ours_jpeg"]["images"] == 10  # one epoch: batches of 4, 4, 2; no image twice, none lost
     assert len(result["ours_jpeg"]["passes"]) == 2 and all(r > 0 for r in result["ours_jpeg"]["passes"])
     assert "ours_jpeg_vs_seed" not in result
@@ -241,3 +241,35 @@ def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
                 checked += 1
                 flipped += (box[0] + box[2]) / 2 > 0.5  # the object started left of centre
     assert checked >= 30 and 0 < flipped < checked
+
+
+def test_a_batch_whose_every_image_failed_is_skipped_and_counted(tmp_path, capfd):
+    from PIL import Image
+    import keras
+    from ssd_tf import loop
+    from test_training import _tiny_ssd
+    for i in range(6):
+        Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    s = data.DetectionSet(
+        sources=[str(tmp_path / f"{i}.png") for i in range(6)],
+        boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * 6,
+        labels=[np.array([1], np.int32)] * 6, difficult=[np.zeros(1, bool)] * 6, image_ids=list(range(6)),
+        sizes=[(20, 30)] * 6, class_names=("background", "x"), category_ids=(0, 1))
+    for i in (2, 3):  # the whole second batch of 2
+        (tmp_path / f"{i}.png").write_bytes(b"overwritten after parsing")
+    capfd.readouterr()
+    sizes = [int(x.shape[0]) for x, _ in data.train_dataset(s, 2, shuffle=False, drop_remainder=True, skip_empty=True)]
+    assert sizes == [2, 2]
+    skipped = "skipped a batch whose every image failed to decode (1 so far in this pass)"
+    assert skipped in capfd.readouterr().err
+    # The training loop over it takes no step on an empty batch (one would fail inside batch norm).
+    keras.utils.set_random_seed(0)
+    model = _tiny_ssd(2)
+    settings = loop.LoopSettings(epochs=1, steps_per_epoch=4, global_batch=2, checkpoint_dir=tmp_path / "ckpt",
+                                 verbose=0)
+    history = loop.fit(model, keras.optimizers.SGD(1e-3), tf.distribute.get_strategy(),
+                       lambda ctx: data.train_dataset(s, 2, shuffle=False, drop_remainder=True, skip_empty=True,
+                                                      input_context=ctx).repeat(), settings)
+    assert np.isfinite(history["loss"][0])
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    assert skipped in capfd.readouterr().err

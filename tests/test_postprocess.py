@@ -21,7 +21,7 @@ def _sparse_predictions(rng, batch, num_classes, hot=300):
 
 def test_matches_seed_postprocess():
     torch = pytest.importorskip("torch")
-    seed = pytest.importorskip("ssd_tf.seed_reference")
+    seed = pytest.importorskip("seed_reference")
     rng = np.random.default_rng(0)
     pred = _sparse_predictions(rng, 2, 21)
     ours = {k: v.numpy() for k, v in ssd_tf.decode_detections(pred).items()}

@@ -1,6 +1,7 @@
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 import ssd_tf
-from ssd_tf import artifacts, callbacks, data, distribute, evaluation, export, loop, training
+from ssd_tf import loading, callbacks, data, distribute, evaluation, export, loop, training
 from ssd_tf.optimizers import TorchSGD
 from ssd_tf.config import TrainConfig
 from ssd_tf.schedules import WarmupSchedule
@@ -77,15 +78,23 @@ def test_mixed_float16_wiring():
 
 @pytest.mark.slow
 def test_mixed_bfloat16_training_step_runs():
+    images, y_true = next(iter(data.train_dataset(data.make_synthetic(2), 2, seed=0)))
+    keras.utils.set_random_seed(0)
+    reference = ssd_tf.build_ssd300(num_classes=4)  # float32, the same weights
+    float32_loss = float(np.mean(ssd_tf.SSDLoss()(y_true, reference(images, training=True))))
     try:
         training.set_precision("bfloat16")
         model = ssd_tf.build_ssd300(num_classes=4)
+        model.set_weights(reference.get_weights())
         training.compile_model(model, keras.optimizers.SGD(1e-3))
         assert model.get_layer("extra1_2_conv").compute_dtype == "bfloat16"
-        images, y_true = next(iter(data.train_dataset(data.make_synthetic(2), 2, seed=0)))
         before = model.get_layer("conf0_conv").get_weights()[0].copy()
         loss = model.train_on_batch(images, y_true)[0]
-        assert np.isfinite(loss) and model.output.dtype == "float32"
+        assert model.output.dtype == "float32"
+        # bfloat16 keeps 8 bits of mantissa (0.4 % a value) through some 60 layers, errors partly
+        # averaging out over the 8732 boxes' loss: the step's loss is the float32 loss to within 1 %
+        # (measured 0.004 % on an AMX Xeon), not just finite.
+        assert loss == pytest.approx(float32_loss, rel=0.01)
         assert not np.array_equal(before, model.get_layer("conf0_conv").get_weights()[0])
     finally:
         training.set_precision(None)
@@ -124,9 +133,11 @@ def test_resume_continues_from_saved_epoch(tmp_path, capsys):
     train_cli.main(["--output", str(tmp_path / "run"), "--resume"])
     assert "already finished 4 epochs" in capsys.readouterr().out
     # Flags the saved config would override are refused, not silently ignored.
-    with pytest.raises(SystemExit, match=r"would ignore --batch-size, --lr\. Only --epochs may change"):
+    with pytest.raises(SystemExit) as exit_info:
         train_cli.config_from_args(train_cli.parse_args(["--output", str(tmp_path / "run"), "--resume", "--lr", "0.5",
                                                          "--batch-size", "4"]))
+    assert exit_info.value.code == 2
+    assert re.search(r"would ignore --batch-size, --lr\. Only --epochs may change", capsys.readouterr().err)
     assert training.completed_epochs(tmp_path / "run") == 4
 
 
@@ -170,7 +181,7 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     assert image_steps == [1]  # drawn after the validated epoch only
     # The trained, compiled model loads as predict.py and export.py load it (their CLIs are
     # tested on a run folder in test_export_predict.py).
-    model = artifacts.load_keras_model(run)
+    model = loading.load_keras_model(run)
     assert model.output_shape == (None, 8732, 8)
 
 
@@ -188,7 +199,7 @@ def test_nan_loss_stops_fit_at_that_step_and_keeps_last_checkpoint(tmp_path):
         training.train(_diverging_config(tmp_path / "run"), model_fn=lambda n: ssd_tf.build_ssd300(n))
     assert training.completed_epochs(tmp_path / "run") == 1  # epoch 1's checkpoint, untouched
     assert not (tmp_path / "run" / "final.keras").exists()
-    weights = artifacts.load_keras_model(tmp_path / "run").get_weights()
+    weights = loading.load_keras_model(tmp_path / "run").get_weights()
     assert all(np.all(np.isfinite(w)) for w in weights)
 
 
@@ -328,66 +339,27 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
             return {v.path: v.numpy() for v in model.weights if "moving" in v.path}, update
 
         one, step = run(tf.distribute.get_strategy(), False)
-        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        (synced, step_synced), (unsynced, step_unsynced) = run(mirrored, True), run(mirrored, False)
+        synced, step_synced = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), True)
         rel = lambda a: max(float(np.abs(a[k] - one[k]).max() / (np.abs(one[k]).max() + 1e-6)) for k in one)
         step_rel = lambda u, ref=step: float(np.linalg.norm(u - ref) / np.linalg.norm(ref))
-        print("RESULT", len(one), rel(synced), rel(unsynced), step_rel(step_synced), step_rel(step_unsynced))
+        print("RESULT", len(one), rel(synced), step_rel(step_synced))
     """)
     assert out.returncode == 0, out.stderr[-3000:]
-    count, synced, unsynced, step_synced, step_unsynced = map(float, out.stdout.split("RESULT")[1].split())
-    print("sync BN: moving statistics", synced, unsynced, "update", step_synced, step_unsynced)
+    count, synced, step_synced = map(float, out.stdout.split("RESULT")[1].split())
     assert int(count) == 2 * 53  # moving mean and variance of every batch norm
     # Keras computes synchronised variance as E[x^2] - E[x]^2 in float32, against tf.nn.moments on one
     # device: relative error about eps x (mean / std)^2 x sqrt(N) for N = 90,000 values a channel, some
     # 1e-3 where activations sit far from zero (measured 2.8e-3 on an AMX Xeon). The bound is 7x that;
-    # per-replica statistics are off by the order of the statistics themselves (measured 0.97).
-    assert synced < 2e-2, (synced, unsynced)
-    assert unsynced > 10 * synced, (synced, unsynced)
+    # per-replica (unsynchronised) statistics are off by the order of the statistics themselves
+    # (measured 0.97 when this test also ran them), so turning synchronisation off fails here.
+    assert synced < 2e-2, synced
     # The update through 53 batch norms of a randomly initialised network is sensitive to that
     # rounding: one device's update moves by 5 to 10 % (L2) when only the variance formula changes
     # (synchronised BN on one device against plain BN: 0.05 to 0.07 on an AMX Xeon, 0.10 on an AVX2
     # EPYC, whose oneDNN kernels round differently). That is the CPU's noise; two synchronised
     # replicas must be within it (measured 0.06 and 0.08), unsynchronised ones are off by more than
-    # the update itself (> 0.5: their statistics differ by far more than rounding; 1.56 measured).
-    # The bound sits between the two: 0.25, 2.5x the worst noise measured and half the gap.
+    # the update itself (1.56 measured). The bound sits between: 0.25, 2.5x the worst noise measured.
     assert step_synced < 0.25, step_synced
-    assert step_unsynced > 0.5, step_unsynced
-
-
-def test_sync_bn_gradients_over_two_replicas_equal_one_device_on_a_small_network():
-    """Synchronised BN backpropagates through the cross-replica statistics: on a network small
-    enough for float32 rounding not to matter, two replicas' update equals the full batch's."""
-    out = _run_script("""
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import keras, numpy as np
-        rng = np.random.default_rng(0)
-        x = (rng.normal(size=(8, 6, 6, 3)) * 3 + 1).astype("float32")
-        y = rng.normal(size=(8, 6, 6, 4)).astype("float32")
-
-        def run(strategy, sync):
-            keras.utils.set_random_seed(0)
-            with strategy.scope():
-                inputs = keras.Input((6, 6, 3))
-                h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
-                h = keras.layers.BatchNormalization(synchronized=sync)(h)
-                model = keras.Model(inputs, keras.layers.Conv2D(4, 1)(h))
-                model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-            before = np.concatenate([w.ravel() for w in model.get_weights()])
-            model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), epochs=1, verbose=0)
-            return np.concatenate([w.ravel() for w in model.get_weights()]) - before
-
-        one = run(tf.distribute.get_strategy(), False)
-        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        rel = lambda u: float(np.linalg.norm(u - one) / np.linalg.norm(one))
-        print("RESULT", rel(run(mirrored, True)), rel(run(mirrored, False)))
-    """)
-    assert out.returncode == 0, out.stderr[-3000:]
-    synced, unsynced = map(float, out.stdout.split("RESULT")[1].split())
-    assert synced < 1e-5, synced
-    assert unsynced > 1e-2, unsynced
 
 
 @pytest.mark.slow
@@ -454,9 +426,11 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     worker = """
-        import sys, numpy as np
+        import logging, sys, numpy as np
         from ssd_tf import training
         from ssd_tf.config import TrainConfig
+        logging.basicConfig()  # ssd_tf's INFO lines only: TF's would fill the unread stderr pipe
+        logging.getLogger("ssd_tf").setLevel(logging.INFO)
         if sys.argv[3] == "resume":
             config = TrainConfig.resume_from(sys.argv[1])
         else:
@@ -528,8 +502,12 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
     # Its COCO numbers equal a single-host evaluation of the final weights.
     config = TrainConfig(dataset="synthetic", synthetic_images=8, seed=0).resolved()
     _, val_set = training.load_datasets(config)
-    final = artifacts.load_keras_model(run)
+    final = loading.load_keras_model(run)
     assert all(layer.synchronized for layer in final.layers if isinstance(layer, keras.layers.BatchNormalization))
+    # Validation was split: each worker scored half of the validation images.
+    shares = [re.findall(r"validation: worker (\d) of 2 scored (\d+) images", stderr) for _, stderr in outs]
+    assert [share[-1][0] for share in shares] == ["0", "1"], shares
+    assert sorted(int(share[-1][1]) for share in shares) == [len(val_set) // 2, len(val_set) - len(val_set) // 2]
     report = evaluation.evaluate_model(final, val_set, batch_size=4)
     assert float(last["val_mAP"]) == pytest.approx(report["stats"]["AP"], abs=1e-6)
     assert float(last["val_AP50"]) == pytest.approx(report["stats"]["AP50"], abs=1e-6)

@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 
-from ssd_tf.data.records import SkipReport, assemble
+from ssd_tf.data.detection_set import SkipReport, assemble
 
 
 def load_json(path):

@@ -4,7 +4,7 @@ import json
 import pathlib
 
 from ssd_tf.data.classes import CLASSES_FILE, write_classes
-from ssd_tf.data.sources import read_dataset
+from ssd_tf.data.kinds import CONVERTIBLE, DEFAULT_SPLITS, read_dataset
 from ssd_tf.data.tfrecord import SPLITS_FILE, write_split
 
 
@@ -16,10 +16,9 @@ def convert(kind, data_dir, output, splits=None, classes=None, images_per_shard=
     val splits (voc: train, val; coco: train2017, val2017); the first is the "train" role, the
     second "val" (``splits.json``). Returns {split: metadata}.
     """
-    defaults = {"voc": ("train", "val"), "coco": ("train2017", "val2017"), "synthetic": ("train", "val")}
-    if kind not in defaults:
-        raise ValueError(f"can convert voc, coco or synthetic data sets, not {kind!r}")
-    splits = list(splits or defaults[kind])
+    if kind not in CONVERTIBLE:
+        raise ValueError(f"can convert {', '.join(CONVERTIBLE)} data sets, not {kind!r}")
+    splits = list(splits or DEFAULT_SPLITS[kind])
     output = pathlib.Path(output)
     output.mkdir(parents=True, exist_ok=True)
     metas = {}

@@ -195,6 +195,9 @@ def _elements(source, training, shuffle, seed, input_context, parallel, drop_dif
         if shuffle:
             ds = ds.shuffle(min(len(source), 2048), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(parse_example, num_parallel_calls=parallel, deterministic=True)
+        if source.label_ids is not None:  # other tools' records: category ids -> class indices
+            table = tf.constant(source.label_table())
+            ds = ds.map(lambda e: {**e, "labels": tf.gather(table, tf.clip_by_value(e["labels"], 0, len(table) - 1))})
         if training:
             if drop_difficult:
                 ds = ds.map(_drop_difficult_objects)
@@ -386,7 +389,7 @@ def _skip_empty(ds, name):
 
         def warn():
             tf.print(tf.strings.join(["WARNING ssd_tf.data: ", name, ": skipped a batch whose every image failed to "
-                                      "decode (", tf.strings.as_string(skipped), " so far)"]),
+                                      "decode (", tf.strings.as_string(skipped), " so far in this pass)"]),
                      output_stream=sys.stderr)
             return empty
         return skipped, (batch, tf.cond(empty, warn, lambda: empty))

@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ssd_tf.data.records import DetectionSet, SkipReport
+from ssd_tf.data.detection_set import DetectionSet, SkipReport
 
 SHAPES = ("circle", "square", "triangle")
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import pathlib
+import re
 import shutil
 import sys
 
@@ -25,9 +26,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ssd_tf.data.classes import read_classes
+from ssd_tf.data.classes import CLASSES_FILE, read_classes
 from ssd_tf.data.coco import coco_ground_truth
-from ssd_tf.data.records import SkipReport
+from ssd_tf.data.detection_set import SkipReport
 
 log = logging.getLogger("ssd_tf.data.tfrecord")
 
@@ -162,6 +163,13 @@ class TFRecordSet:
     non-difficult object, the ones training uses). ``annotation_file``: the COCO ground truth.
     """
 
+    def label_table(self):
+        """int32 [max id + 1]: class index of each category id, -1 for ids no class has."""
+        table = np.full(max(self.label_ids) + 1, -1, np.int32)
+        for index, category_id in enumerate(self.label_ids):
+            table[category_id] = index
+        return table
+
     files: list
     images: list
     usable: list
@@ -171,6 +179,9 @@ class TFRecordSet:
     annotation_file: str | None = None
     report: SkipReport = dataclasses.field(default_factory=SkipReport)
     image_ids: None = None  # evaluation covers every image of the ground-truth file
+    # Records of other tools (the OD API's) label objects by category id: the pipelines map each
+    # to its class index through these ids. None: labels are class indices already (ours).
+    label_ids: tuple | None = None
 
     def __len__(self):
         return int(sum(self.images))
@@ -185,18 +196,50 @@ class TFRecordSet:
         return dataclasses.replace(self, files=pick(self.files), images=pick(self.images), usable=pick(self.usable))
 
 
+LABEL_MAP_FILE = "label_map.pbtxt"
+
+
+def read_label_map(path):
+    """The TF Object Detection API's ``label_map.pbtxt`` -> (class_names, category_ids), with
+    background first: ``item { id: N name: "..." display_name: "..." }`` (display_name preferred)."""
+    text = pathlib.Path(path).read_text()
+    names, ids = ["background"], [0]
+    for number, item in enumerate(re.findall(r"item\s*\{(.*?)\}", text, re.S), start=1):
+        found = re.search(r"\bid\s*:\s*(\d+)", item)
+        name = (re.search(r"display_name\s*:\s*[\"'](.*?)[\"']", item)
+                or re.search(r"\bname\s*:\s*[\"'](.*?)[\"']", item))
+        if not found:
+            raise ValueError(f"{path}: item {number} has no id")
+        names.append(name.group(1) if name else f"class_{found.group(1)}")
+        ids.append(int(found.group(1)))
+    if len(ids) < 2:
+        raise ValueError(f"{path}: no item {{ id: ... name: ... }} in it")
+    if len(set(ids)) != len(ids) or 0 in ids[1:]:
+        raise ValueError(f"{path}: ids must be distinct and above 0 (0 is background)")
+    order = sorted(range(1, len(ids)), key=lambda i: ids[i])
+    return ("background", *(names[i] for i in order)), (0, *(ids[i] for i in order))
+
+
 def read_tfrecords(folder, split="train"):
     """Open ``split`` of a converted folder. ``split`` is a split name (e.g. ``train2017``) or a
     role, "train" or "val", looked up in ``splits.json``. Shards without a ``<split>.json`` (made
-    by other tools) are found by name (``<split>*.tfrecord*``); then counts are read once."""
+    by other tools) are found by name (``<split>*.tfrecord*``); then counts are read once, and
+    their labels are category ids: of ``classes.json``, or of the OD API's ``label_map.pbtxt``.
+    A label that names no class is refused then, naming the file and the record."""
     folder = pathlib.Path(folder)
     class_names, category_ids = read_classes(folder)
+    classes_source = folder / CLASSES_FILE
+    if class_names is None and (folder / LABEL_MAP_FILE).is_file():
+        classes_source = folder / LABEL_MAP_FILE
+        class_names, category_ids = read_label_map(classes_source)
     if class_names is None:
-        raise FileNotFoundError(f"{folder}: no classes.json (class names 0..C-1) beside the records")
+        raise FileNotFoundError(f"{folder}: no classes.json (class names 0..C-1) or {LABEL_MAP_FILE} beside the "
+                                "records")
     roles = json.loads((folder / SPLITS_FILE).read_text()) if (folder / SPLITS_FILE).is_file() else {}
     split = roles.get(split, split)
     meta_path = folder / f"{split}.json"
     report = SkipReport()
+    label_ids = None
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         files = [str(folder / s["file"]) for s in meta["shards"]]
@@ -207,20 +250,32 @@ def read_tfrecords(folder, split="train"):
         files = sorted(str(p) for p in folder.glob(f"{split}*.tfrecord*"))
         if not files:
             raise FileNotFoundError(f"{folder}: no {split}.json and no {split}*.tfrecord shards")
-        images, usable = _count(files)
+        label_ids = tuple(int(i) for i in category_ids)
+        images, usable = _count(files, set(label_ids[1:]), classes_source)
     for f in files:
         if not pathlib.Path(f).is_file():
             raise FileNotFoundError(f"{f}: shard listed in {meta_path} is missing")
     gt = folder / f"{split}-instances.json"
     return TFRecordSet(files, images, usable, tuple(class_names), tuple(category_ids), f"{folder}/{split}",
-                       str(gt) if gt.is_file() else None, report)
+                       str(gt) if gt.is_file() else None, report, label_ids=label_ids)
 
 
-def _count(files):
+def _count(files, valid_labels, classes_source):
+    """(images, usable) per file; ValueError at the first label that is not in ``valid_labels``."""
+    source_id = {"image/source_id": tf.io.FixedLenFeature([], tf.string, "")}
     images, usable = [], []
     for f in files:
-        ds = tf.data.TFRecordDataset(f).map(parse_example)
-        flags = [bool(tf.reduce_any(~e["difficult"])) for e in ds]
+        ds = tf.data.TFRecordDataset(f).map(
+            lambda r: (parse_example(r), tf.io.parse_single_example(r, source_id)["image/source_id"]))
+        flags = []
+        for e, name in ds:
+            bad = [int(v) for v in e["labels"].numpy() if int(v) not in valid_labels]
+            if bad:
+                ids = sorted(valid_labels)
+                raise ValueError(f"{f}: record {name.numpy().decode(errors='replace')}: label {bad[0]} is not a class "
+                                 f"id of {classes_source} (ids {', '.join(map(str, ids[:8]))}"
+                                 f"{', ...' if len(ids) > 8 else ''})")
+            flags.append(bool(tf.reduce_any(~e["difficult"])))
         images.append(len(flags))
         usable.append(sum(flags))
     return images, usable

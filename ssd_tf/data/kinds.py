@@ -1,4 +1,5 @@
-"""Open a data set by kind: one entry point for training, evaluation and the CLIs."""
+"""Data set kinds, their default splits, ``--classes`` parsing, and ``read_dataset``: the one
+definition of each, for training, evaluation, conversion and the command lines."""
 
 import pathlib
 
@@ -6,6 +7,28 @@ from ssd_tf.data.coco import read_coco
 from ssd_tf.data.synthetic import builtin_split
 from ssd_tf.data.tfrecord import read_tfrecords
 from ssd_tf.data.voc import VOC_CLASSES, read_voc
+
+
+KINDS = ("synthetic", "voc", "coco", "tfrecord")  # what read_dataset reads
+CONVERTIBLE = ("voc", "coco", "synthetic")  # what scripts/convert.py writes to TFRecords
+# (train, val) split of each kind; for tfrecord they are roles, looked up in the folder's splits.json.
+DEFAULT_SPLITS = {"synthetic": ("train", "val"), "voc": ("train", "val"), "coco": ("train2017", "val2017"),
+                  "tfrecord": ("train", "val")}
+
+
+def default_split(kind, role):
+    """The default split name of ``kind`` for ``role`` ("train" or "val")."""
+    return DEFAULT_SPLITS[kind][("train", "val").index(role)]
+
+
+def parse_classes(text):
+    """``--classes`` "cat, dog" -> ("cat", "dog"); None or "" -> None. Empty names are an error."""
+    if not text:
+        return None
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise ValueError(f"--classes {text!r}: an empty class name (comma-separated names, e.g. cat,dog)")
+    return names
 
 
 def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images=64, seed=0):
@@ -29,4 +52,4 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
     if kind == "coco":
         root = pathlib.Path(data_dir)
         return read_coco(root / "annotations" / f"instances_{split}.json", root / split)
-    raise ValueError(f"unknown data set kind {kind!r} (voc, coco, tfrecord or synthetic)")
+    raise ValueError(f"unknown data set kind {kind!r} ({', '.join(KINDS)})")

@@ -1,0 +1,65 @@
+"""The command lines: every option explained, and a user error is one line and exit status 2."""
+
+import importlib.util
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
+
+
+def _script(path):
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parsers(parser):
+    subs = [a for action in parser._actions if isinstance(getattr(action, "choices", None), dict)
+            for a in action.choices.values()]
+    return [parser] + subs
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_every_option_has_help(path):
+    parser = _script(path).build_parser()
+    missing = [a.dest for p in _parsers(parser) for a in p._actions if not a.help and a.dest != "help"]
+    assert not missing, missing
+
+
+def _user_error(tmp_path):
+    missing = tmp_path / "missing"
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("not a model")
+    return {
+        "train": (["--dataset", "voc", "--data-dir", str(missing)], str(missing)),
+        "evaluate": (["--model", str(not_a_model), "--dataset", "synthetic"], "notes.txt"),
+        "predict": (["--model", str(not_a_model), str(tmp_path), "--output", str(tmp_path / "out")], "notes.txt"),
+        "export": (["--model", str(not_a_model)], "notes.txt"),
+        "convert": (["--dataset", "voc", "--data-dir", str(missing), "--output", str(tmp_path / "records")],
+                    str(missing)),
+        "import_nvidia": ([str(not_a_model), "--output", str(tmp_path / "imported")], "notes.txt"),
+        "benchmark": (["inference", "--images-dir", str(tmp_path / "empty")], "empty"),
+    }
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_a_user_error_is_one_line_and_exit_status_2(path, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    argv, named = _user_error(tmp_path)[path.stem]
+    if path.stem == "import_nvidia":
+        pytest.importorskip("torch")
+    if path.stem == "train":  # a class name the data set doesn't have is a user error too
+        with pytest.raises(SystemExit) as exit_info:
+            _script(path).main(["--dataset", "synthetic", "--classes", "cat,,dog"])
+        assert exit_info.value.code == 2 and "an empty class name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        _script(path).main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert err and err[-1].startswith("error: ") and named in err[-1], err
+    assert not any("Traceback" in line for line in err)
