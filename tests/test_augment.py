@@ -234,3 +234,36 @@ def test_crops_drawn_for_a_padded_batch_ignore_the_padding_and_row_zero_is_choos
     seed = tf.constant([7, 1])
     many = augment.choose_crops(tf.tile(padded([0, 0, 0, 0])[:1], [64, 1, 1]), tf.fill([64], 3), seed)[0].numpy()
     assert len({tuple(c) for c in many}) > 32  # each image of a batch draws its own crop
+
+
+def test_the_pipelines_batched_draws_follow_the_seeds_distributions():
+    """The production path (``pipeline._plan_crops``: crops, jitter and flips drawn for a whole
+    batch of undecoded elements from one seed), not the one-image helpers: over 3000 images, the
+    reference's crop options, ColorJitter ranges and orders, and flip rate."""
+    from ssd_tf.data import pipeline
+    n = 3000
+    batch = {"boxes": tf.RaggedTensor.from_tensor(tf.tile([[[0.0, 0.0, 1.0, 1.0]]], [n, 1, 1])),
+             "labels": tf.RaggedTensor.from_tensor(tf.ones([n, 1], tf.int32)),
+             "difficult": tf.RaggedTensor.from_tensor(tf.zeros([n, 1], tf.bool))}
+    plan = pipeline._plan_crops(batch, tf.constant([3, 9], tf.int64))
+    crops = plan["crop"].numpy()
+    whole = np.all(crops == [0, 0, 1, 1], axis=1)
+    areas = (crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1])
+    w, h = crops[:, 2] - crops[:, 0], crops[:, 3] - crops[:, 1]
+    aspect = w[~whole] / h[~whole]
+    assert np.all((w[~whole] >= 0.3) & (h[~whole] >= 0.3) & (aspect >= 0.5) & (aspect <= 2))
+    # One full-image box: "whole image", "any crop" and "IoU > 0.1" each end about 1/5.4 of the
+    # searches (as in test_every_seed_option_is_drawn_and_none_other); IoU > 0.9 needs area > 0.9.
+    assert abs(whole.sum() - n / 5.4) < 90, whole.sum()
+    assert 0 < (areas[~whole] > 0.9).sum() < (areas[~whole] > 0.7).sum() < (areas[~whole] > 0.5).sum()
+    assert all(len(b) == 1 for b in plan["boxes"].to_list())  # the box's centre is in every window
+    jitter = plan["jitter"].numpy()
+    for values, (low, high) in zip(jitter.T, [(0.875, 1.125), (0.5, 1.5), (0.5, 1.5), (-0.05, 0.05)]):
+        assert low <= values.min() < low + 0.02 * (high - low) and high - 0.02 * (high - low) < values.max() <= high
+        assert abs(np.median(values) - (low + high) / 2) < 0.05 * (high - low)
+    assert len({tuple(o) for o in plan["order"].numpy()}) == 24
+    flips = plan["flip"].numpy()
+    assert abs(flips.mean() - 0.5) < 3 * np.sqrt(0.25 / n)  # the reference's p = 0.5, within 3 sigma
+    # The box covers every window, so inside it (flipped or not) it is the whole window.
+    np.testing.assert_allclose(np.array([b[0] for b in plan["boxes"].to_list()]), np.tile([0, 0, 1, 1], (n, 1)),
+                               atol=1e-5)

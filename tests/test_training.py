@@ -146,6 +146,7 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "scripts/train.py", "--epochs", "2", "--synthetic-images", "8", "--batch-size", "4",
+         "--steps-per-epoch", "1",
          "--output", str(run)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "final loss" in proc.stdout
@@ -288,9 +289,9 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
             model = _frozen_bn_model()
             optimizer = TorchSGD(1e-3, momentum=0.9, weight_decay=5e-4)
         chief = distribute.is_chief()
-        settings = loop.LoopSettings(epochs=1, steps_per_epoch=2, global_batch=4, chief=chief,
+        settings = loop.LoopSettings(epochs=1, steps_per_epoch=2, global_batch=2, chief=chief,
                                      checkpoint_dir=pathlib.Path(sys.argv[1]) / "checkpoints")
-        history = loop.fit(model, optimizer, strategy, lambda ctx: _fixed_batches(4, ctx).repeat(), settings)
+        history = loop.fit(model, optimizer, strategy, lambda ctx: _fixed_batches(2, ctx).repeat(), settings)
         np.savez(sys.argv[2], *model.get_weights())
         print("RESULT", name, chief, strategy.num_replicas_in_sync, history["loss"])
     """
@@ -302,7 +303,7 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
     model = _frozen_bn_model()
     initial = model.get_weights()
     model.compile(optimizer=TorchSGD(1e-3, momentum=0.9, weight_decay=5e-4), loss=ssd_tf.SSDLoss())
-    model.fit(_fixed_batches(4), epochs=1, verbose=0, shuffle=False)
+    model.fit(_fixed_batches(2).take(2), epochs=1, verbose=0, shuffle=False)
     single = model.get_weights()
     chief, other = np.load(tmp_path / "c.npz"), np.load(tmp_path / "w.npz")
     moved = max(float(np.abs(a - b).max()) for a, b in zip(single, initial))
@@ -375,7 +376,7 @@ def test_model_fit_from_user_code_on_one_device_and_mirrored(tmp_path):
         import keras, numpy as np, ssd_tf
         from ssd_tf import callbacks, data, evaluation
         from ssd_tf.optimizers import TorchSGD
-        train, val = data.make_synthetic(8, seed=0), data.make_synthetic(4, seed=1)
+        train, val = data.make_synthetic(4, seed=0), data.make_synthetic(4, seed=1)
 
         def run(strategy, name):
             keras.utils.set_random_seed(0)
@@ -434,7 +435,7 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
         if sys.argv[3] == "resume":
             config = TrainConfig.resume_from(sys.argv[1])
         else:
-            config = TrainConfig(dataset="synthetic", synthetic_images=8, batch_size=4, epochs=2, steps_per_epoch=2,
+            config = TrainConfig(dataset="synthetic", synthetic_images=8, batch_size=2, epochs=2, steps_per_epoch=1,
                                  strategy="multiworker", output=sys.argv[1], val_images=2, seed=0, sync_bn=True)
         result = training.train(config)
         np.savez(sys.argv[2], *result["model"].get_weights())
@@ -469,7 +470,7 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
     for stdout, _ in outs:
         assert "RESULT multiworker 2" in stdout
         assert len(json.loads(stdout.split("RESULT multiworker 2")[1])) == 1  # only epoch 2 was trained again
-    assert "loss:" in outs[0][0] and "2/2" in outs[0][0]  # the chief's progress bar
+    assert "loss:" in outs[0][0] and "1/1" in outs[0][0]  # the chief's progress bar
     w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     assert len(w0.files) == len(w1.files) > 100
     for key in w0.files:
@@ -612,7 +613,8 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
         from ssd_tf import batchnorm, data, training
         from ssd_tf.config import TrainConfig
         for name in ("default", "mirrored"):
-            config = TrainConfig(dataset="synthetic", synthetic_images=8, batch_size=4, epochs=2, eval_every=2,
+            config = TrainConfig(dataset="synthetic", synthetic_images=8, batch_size=2, epochs=2, eval_every=2,
+                                 steps_per_epoch=1,
                                  val_images=1, strategy=name, output=f"{sys.argv[1]}/{name}", seed=0)
             result = training.train(config, model_fn=_frozen_bn_model)
             np.savez(f"{sys.argv[1]}/{name}.npz", *result["model"].get_weights())
