@@ -115,6 +115,7 @@ def config_from_args(args):
 
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving's INFO lines, every epoch
     try:
         with cli.user_errors():  # a user error: one line, exit 2
             result = training.train(config_from_args(parse_args(argv)))
