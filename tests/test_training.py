@@ -273,8 +273,8 @@ def _fixed_batches(batch_size, input_context=None):
 
 @pytest.mark.slow
 def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
-    """A chief + worker cluster (the TFJob layout) on 127.0.0.1 trains, over the same global
-    batches, to the weights one device reaches."""
+    """A chief + worker cluster (the TFJob layout) on 127.0.0.1 trains two epochs of the training
+    loop, over the same global batches, to the weights one device reaches."""
     ports = _free_ports(2)
     cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"]}
     worker = """
@@ -289,7 +289,7 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
             model = _frozen_bn_model()
             optimizer = TorchSGD(1e-3, momentum=0.9, weight_decay=5e-4)
         chief = distribute.is_chief()
-        settings = loop.LoopSettings(epochs=1, steps_per_epoch=2, global_batch=2, chief=chief,
+        settings = loop.LoopSettings(epochs=2, steps_per_epoch=1, global_batch=2, chief=chief,
                                      checkpoint_dir=pathlib.Path(sys.argv[1]) / "checkpoints")
         history = loop.fit(model, optimizer, strategy, lambda ctx: _fixed_batches(2, ctx).repeat(), settings)
         np.savez(sys.argv[2], *model.get_weights())
@@ -297,7 +297,8 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
     """
     outs = _run_cluster(worker, cluster, [("chief", 0, "c.npz"), ("worker", 0, "w.npz")], tmp_path)
     assert "RESULT multiworker True 2" in outs[0][0] and "RESULT multiworker False 2" in outs[1][0]
-    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))  # the chief saved
+    assert loop.completed_epochs(tmp_path / "run" / "checkpoints") == 2  # the chief saved both epochs
+    assert len(json.loads(outs[0][0].split("RESULT multiworker True 2")[1])) == 2
 
     # One device, the same 2 global batches of 4, the same optimizer.
     model = _frozen_bn_model()
