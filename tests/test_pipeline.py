@@ -77,15 +77,21 @@ def test_datasets_have_known_length_for_keras(synthetic):
     assert int(data.eval_dataset(synthetic, 4).cardinality()) == 3
 
 
-def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
+def _png_set(folder, count, step):
+    """A DetectionSet of ``count`` 20x30 grey PNGs in ``folder`` (image i at level step * i), one
+    box each: files a test can overwrite after parsing."""
     from PIL import Image
-    for i in range(3):
-        Image.fromarray(np.full((20, 30, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    s = data.DetectionSet(
-        sources=[str(tmp_path / f"{i}.png") for i in range(3)],
-        boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * 3,
-        labels=[np.array([1], np.int32)] * 3, difficult=[np.zeros(1, bool)] * 3, image_ids=[0, 1, 2],
-        sizes=[(20, 30)] * 3, class_names=("background", "x"), category_ids=(0, 1))
+    for i in range(count):
+        Image.fromarray(np.full((20, 30, 3), step * i, np.uint8)).save(folder / f"{i}.png")
+    return data.DetectionSet(
+        sources=[str(folder / f"{i}.png") for i in range(count)],
+        boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * count,
+        labels=[np.array([1], np.int32)] * count, difficult=[np.zeros(1, bool)] * count,
+        image_ids=list(range(count)), sizes=[(20, 30)] * count, class_names=("background", "x"), category_ids=(0, 1))
+
+
+def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
+    s = _png_set(tmp_path, 3, step=60)
     (tmp_path / "1.png").write_bytes(b"overwritten after parsing")
     capfd.readouterr()
     batches = list(data.eval_dataset(s, 2))
@@ -244,17 +250,10 @@ def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
 
 
 def test_a_batch_whose_every_image_failed_is_skipped_and_counted(tmp_path, capfd):
-    from PIL import Image
     import keras
     from ssd_tf import loop
     from test_training import _tiny_ssd
-    for i in range(6):
-        Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    s = data.DetectionSet(
-        sources=[str(tmp_path / f"{i}.png") for i in range(6)],
-        boxes=[np.array([[0.1, 0.1, 0.6, 0.6]], np.float32)] * 6,
-        labels=[np.array([1], np.int32)] * 6, difficult=[np.zeros(1, bool)] * 6, image_ids=list(range(6)),
-        sizes=[(20, 30)] * 6, class_names=("background", "x"), category_ids=(0, 1))
+    s = _png_set(tmp_path, 6, step=40)
     for i in (2, 3):  # the whole second batch of 2
         (tmp_path / f"{i}.png").write_bytes(b"overwritten after parsing")
     capfd.readouterr()
