@@ -131,6 +131,32 @@ def test_coco_records_evaluate_to_the_official_metric(tmp_path):
     official.summarize()
     np.testing.assert_allclose(list(ours["stats"].values()), official.stats, atol=1e-6)
 
+    # An answer that owes nothing to the copied file: detections made from what the records carry
+    # (ids, boxes, labels), at score 1. Every category's AP is then the share of COCO's 101 recall
+    # thresholds at or below the recall reached, whatever the IoU threshold; crowd regions ignored.
+    annotations = json.loads((tmp_path / "COCO" / "annotations" / "instances_val.json").read_text())
+    objects = {}  # category id -> non-crowd objects in the original file
+    for ann in annotations["annotations"]:
+        objects[ann["category_id"]] = objects.get(ann["category_id"], 0) + (not ann["iscrowd"])
+    found = {cat: 0 for cat in objects}
+    results = []
+    for image_id, e in sorted(_parsed(records).items()):
+        height, width = e["size"].numpy()
+        for box, label in zip(e["boxes"].numpy(), e["labels"].numpy()):
+            cat = records.category_ids[label]
+            if cat == 1 and image_id <= 2:  # leave some cats undetected
+                continue
+            x0, y0, x1, y1 = box * [width, height, width, height]
+            results.append({"image_id": image_id, "category_id": int(cat), "score": 1.0,
+                            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]})
+            found[cat] += 1
+    recall_thresholds = np.linspace(0, 1, 101)
+    expected = np.mean([np.mean(recall_thresholds <= found[c] / objects[c]) for c in objects])
+    assert found[1] < objects[1] and expected < 0.99  # the case has a part to miss
+    report = evaluation.evaluate_detections(records, results)
+    for name in ("AP", "AP50", "AP75"):
+        assert report["stats"][name] == pytest.approx(expected, abs=1e-6), name
+
 
 def test_conversion_skips_and_lists_corrupt_images(tmp_path):
     from PIL import Image
