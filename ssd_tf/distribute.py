@@ -60,16 +60,24 @@ def make_strategy(name="auto"):
     return _STRATEGIES[name], name
 
 
-def is_chief():
-    """True on the task that writes checkpoints and the final model: the "chief" task when
-    TF_CONFIG has one, else worker 0 (or a run without TF_CONFIG)."""
+def _task_index():
+    """This task's place among the training tasks in TF_CONFIG (the chief first, then the workers
+    in order); 0 without TF_CONFIG, None for a task that doesn't train (an evaluator)."""
     cfg = _tf_config()
     task = cfg.get("task", {})
     if not task:
-        return True
-    if "chief" in cfg.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+        return 0
+    if task.get("type") == "chief":
+        return 0
+    if task.get("type") == "worker":
+        return len(cfg.get("cluster", {}).get("chief", [])) + int(task.get("index", 0))
+    return None
+
+
+def is_chief():
+    """True on the task that writes checkpoints and the final model: the "chief" task when
+    TF_CONFIG has one, else worker 0 (or a run without TF_CONFIG)."""
+    return _task_index() == 0
 
 
 def worker_share(strategy=None):
@@ -78,11 +86,7 @@ def worker_share(strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return 0, 1
-    cfg = _tf_config()
-    cluster, task = cfg.get("cluster", {}), cfg.get("task", {})
-    chiefs = len(cluster.get("chief", []))
-    index = 0 if task.get("type") == "chief" else chiefs + int(task.get("index", 0))
-    return index, cluster_size()
+    return _task_index(), cluster_size()
 
 
 def _first_local_replica(strategy):

@@ -54,13 +54,9 @@ def resolve_jit_compile(setting, strategy):
     return setting == "on"
 
 
-def latest_checkpoint(checkpoint_dir):
-    return tf.train.latest_checkpoint(str(checkpoint_dir))
-
-
 def completed_epochs(checkpoint_dir):
     """Epochs the checkpoints in ``checkpoint_dir`` hold as finished (0 when none)."""
-    latest = latest_checkpoint(checkpoint_dir)
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
     if latest:
         return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
     if (pathlib.Path(checkpoint_dir) / "training_metadata.json").is_file():
@@ -140,7 +136,7 @@ def fit(model, optimizer, strategy, dataset_fn, settings, callbacks=(), chief_ca
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
     ckpt_dir = s.checkpoint_dir if s.chief else pathlib.Path(tempfile.mkdtemp(prefix="ssd_tf_worker_"))
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
-    chief_latest = latest_checkpoint(s.checkpoint_dir)
+    chief_latest = tf.train.latest_checkpoint(str(s.checkpoint_dir))
     if s.resume and chief_latest:
         loading.restore_checkpoint(chief_latest, checkpoint=checkpoint)
 

@@ -210,6 +210,14 @@ def test_strategy_choice_and_chief_from_tf_config(monkeypatch):
         return distribute.resolve_strategy_name("auto"), distribute.is_chief()
 
     hosts = ["a:1", "b:1"]
+    # Each task's place among the training tasks (validation's share): the chief first, then workers.
+    for cluster, task, index in [({"worker": hosts}, {"type": "worker", "index": 1}, 1),
+                                 ({"chief": hosts[:1], "worker": hosts[1:]}, {"type": "chief", "index": 0}, 0),
+                                 ({"chief": hosts[:1], "worker": hosts[1:]}, {"type": "worker", "index": 0}, 1),
+                                 ({"worker": hosts, "evaluator": ["c:1"]}, {"type": "evaluator", "index": 0}, None)]:
+        layout(cluster, task)
+        assert distribute._task_index() == index, (cluster, task)
+    assert not distribute.is_chief()  # an evaluator
     assert layout({"worker": hosts}, {"type": "worker", "index": 0}) == ("multiworker", True)
     assert layout({"worker": hosts}, {"type": "worker", "index": 1}) == ("multiworker", False)
     # TFJob / Vertex AI / SageMaker: a chief plus workers; the chief trains and is the chief.
