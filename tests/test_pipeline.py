@@ -272,3 +272,72 @@ def test_a_batch_whose_every_image_failed_is_skipped_and_counted(tmp_path, capfd
     assert np.isfinite(history["loss"][0])
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert skipped in capfd.readouterr().err
+
+
+def _ks_distance(a, b):
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    points = np.sort(np.concatenate([a, b]))
+    cdf = lambda x: np.searchsorted(np.sort(x), points, side="right") / len(x)  # noqa: E731
+    return float(np.abs(cdf(a) - cdf(b)).max())
+
+
+def _pixel_summaries(images):
+    """[n, 300, 300, 3] 0..255 images of a red and a blue region -> [n, 8]: the median colour of
+    each region's pixels (R > B, B > R; NaN where the crop left the region out), the red share,
+    and which side the red is on (left-minus-right share). Every second pixel: enough for these."""
+    rows = []
+    for image in np.asarray(images, np.float32)[:, ::2, ::2]:
+        red = image[..., 0] > image[..., 2]
+        colours = [np.median(image[mask], axis=0) if mask.any() else np.full(3, np.nan) for mask in (red, ~red)]
+        rows.append([*colours[0], *colours[1], red.mean(), red[:, :75].mean() - red[:, 75:].mean()])
+    return np.array(rows)
+
+
+@pytest.mark.slow
+def test_the_pipelines_pixels_follow_the_seeds_training_transform(tmp_path):
+    """End to end, pixels included: the production pipeline (batched draws, window decode, resize,
+    jitter, flip) and the seed's transform chain (SSDCropping, Resize, ColorJitter, flip) turn one
+    red-and-blue image into alike distributions of images.
+
+    Geometry (the red share: crop; its side: flip): two-sample KS at alpha 1e-3. Colour: each
+    region's median R, G, B spreads as widely as the seed's, within -10 % and +15 %. Not their
+    location: PIL rounds to uint8 after each adjustment and quantises hue to 1/255 turn, which
+    moves the dark channels by about 3 levels. Dropping contrast, saturation or hue narrows some
+    spread to 0.85 of the seed's or less (measured); the factors' own ranges are
+    test_augment's."""
+    torch = pytest.importorskip("torch")
+    import random
+
+    from PIL import Image
+
+    import seed_reference as ref
+    pixels = np.zeros((60, 80, 3), np.uint8)
+    pixels[:, :40], pixels[:, 40:] = (200, 60, 40), (40, 120, 220)  # red left, blue right
+    Image.fromarray(pixels).save(tmp_path / "two.png")
+    n = 800
+    s = data.DetectionSet(sources=[str(tmp_path / "two.png")] * n,
+                          boxes=[np.array([[0.0, 0.0, 1.0, 1.0]], np.float32)] * n,
+                          labels=[np.array([1], np.int32)] * n, difficult=[np.zeros(1, bool)] * n,
+                          image_ids=list(range(n)), sizes=[(60, 80)] * n, class_names=("background", "x"),
+                          category_ids=(0, 1))
+    # Rounded as the seed's uint8 PIL images are, so that ties in the medians fall alike.
+    batches = [images.numpy() for images, _ in data.train_dataset(s, 100, seed=0)]
+    ours = _pixel_summaries(np.round(np.concatenate(batches)))
+
+    random.seed(0)
+    torch.manual_seed(0)
+    chain = ref.Compose([ref.SSDCropping(), ref.Resize(), ref.ColorJitter(), ref.ToTensor(),
+                         ref.RandomHorizontalFlip()])
+    image = Image.open(tmp_path / "two.png").convert("RGB")
+    seeds = []
+    for _ in range(n):
+        target = {"boxes": torch.tensor([[0.0, 0.0, 1.0, 1.0]]), "labels": torch.tensor([1]), "height_width": (60, 80)}
+        seeds.append(chain(image, target)[0].permute(1, 2, 0).numpy() * 255)
+    theirs = _pixel_summaries(seeds)
+    assert ours.shape == theirs.shape == (n, 8)
+    present = lambda x: x[~np.isnan(x)]  # noqa: E731
+    assert all(min(len(present(a)), len(present(b))) > n / 2 for a, b in zip(ours.T, theirs.T))
+    spread = np.nanstd(ours[:, :6], 0) / np.nanstd(theirs[:, :6], 0)
+    assert np.all((spread > 0.9) & (spread < 1.15)), spread
+    for a, b in zip(ours[:, 6:].T, theirs[:, 6:].T):
+        assert _ks_distance(a, b) < 1.949 * np.sqrt(2 / n), _ks_distance(a, b)  # KS critical value, alpha 1e-3
