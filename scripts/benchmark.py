@@ -16,8 +16,7 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import loading, benchmark, cli, data  # noqa: E402
-from ssd_tf.data import tfrecord  # noqa: E402
+from ssd_tf import cli  # noqa: E402
 
 
 def reference_side():
@@ -66,6 +65,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ssd_tf import benchmark, data, loading  # after parsing: --help answers without TensorFlow
+    from ssd_tf.data import tfrecord
     if args.what == "inference":
         _inference(args)
         return
@@ -111,6 +112,7 @@ def main(argv=None):
 
 
 def _inference(args):
+    from ssd_tf import benchmark, data
     import tensorflow as tf
 
     if args.images_dir:

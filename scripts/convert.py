@@ -16,7 +16,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ssd_tf import cli  # noqa: E402
-from ssd_tf.data import conversion, parse_classes  # noqa: E402
+from ssd_tf.data.kinds import parse_classes  # noqa: E402
 from ssd_tf.data.kinds import CONVERTIBLE  # noqa: E402
 
 
@@ -35,6 +35,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ssd_tf.data import conversion  # after parsing: --help answers without TensorFlow
     with cli.user_errors():
         metas = conversion.convert(args.dataset, args.data_dir, args.output,
                                    [s.strip() for s in args.splits.split(",")] if args.splits else None,

@@ -14,8 +14,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import cli, evaluation  # noqa: E402
-from ssd_tf.data import KINDS, parse_classes  # noqa: E402
+from ssd_tf import cli  # noqa: E402
+from ssd_tf.data.kinds import KINDS, parse_classes  # noqa: E402
 
 
 def build_parser():
@@ -38,6 +38,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ssd_tf import evaluation  # after parsing: --help answers without TensorFlow
     with cli.user_errors():
         report, dataset = evaluation.evaluate_artifact(
             args.model, args.dataset, args.data_dir, args.split, parse_classes(args.classes), args.batch_size,

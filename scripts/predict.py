@@ -10,8 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import cli, prediction  # noqa: E402
-from ssd_tf.detector import Detector  # noqa: E402
+from ssd_tf import cli  # noqa: E402
 
 
 def build_parser():
@@ -25,6 +24,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ssd_tf import prediction  # after parsing: --help answers without TensorFlow
+    from ssd_tf.detector import Detector
     with cli.user_errors():
         detector = Detector.load(args.model)
         payload = prediction.predict_files(detector, prediction.list_images(args.inputs), args.output, args.min_score)

@@ -2,7 +2,7 @@
 
     python scripts/train.py                      # built-in synthetic data, a few minutes on a CPU
     python scripts/train.py --dataset voc --data-dir VOCdevkit/VOC2012 --backbone-weights imagenet
-    python scripts/train.py --dataset voc --data-dir ../shared/data/raccoon/VOC2007 --classes raccoon
+    python scripts/train.py --dataset voc --data-dir raccoon/VOC2007 --classes raccoon
     python scripts/train.py --dataset coco --data-dir COCO   # COCO/annotations/instances_train2017.json,
                                                              # COCO/train2017/
     python scripts/train.py --dataset tfrecord --data-dir records/coco  # shards from scripts/convert.py
@@ -19,9 +19,8 @@ from ssd_tf.config import (BACKBONE_LAYOUTS, DATASETS, JIT_COMPILE, PRECISIONS, 
                            TrainConfig)
 
 DEFAULTS = TrainConfig()  # the one source of every default; data-set defaults come from resolved()
-from ssd_tf import cli, training  # noqa: E402
-from ssd_tf.data import parse_classes  # noqa: E402
-from ssd_tf.callbacks import TrainingDiverged  # noqa: E402
+from ssd_tf import cli  # noqa: E402
+from ssd_tf.data.kinds import parse_classes  # noqa: E402
 
 
 def build_parser():
@@ -114,11 +113,14 @@ def config_from_args(args):
 
 
 def main(argv=None):
+    args = parse_args(argv)  # --help and option errors answer here, before TensorFlow loads
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving's INFO lines, every epoch
+    from ssd_tf import training
+    from ssd_tf.callbacks import TrainingDiverged
     try:
         with cli.user_errors():  # a user error: one line, exit 2
-            result = training.train(config_from_args(parse_args(argv)))
+            result = training.train(config_from_args(args))
     except TrainingDiverged as err:
         raise SystemExit(f"error: {err}") from None
     s = result["summary"]

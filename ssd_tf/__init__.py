@@ -2,26 +2,40 @@
 
 Boxes are normalised [xmin, ymin, xmax, ymax] unless a name says otherwise (see ssd_tf.boxes).
 Class 0 is background.
+
+The names below and the submodules (``ssd_tf.training``, ``ssd_tf.data``, ...) are imported on first
+use, so ``import ssd_tf`` and the scripts' ``--help`` don't load TensorFlow. ``ssd_tf.model`` (which
+building, loading or running a model imports) registers every Keras-serializable class of the
+library, so a saved .keras model then loads with ``keras.models.load_model`` too.
 """
 
-# Importing the package registers every Keras-serializable class (loss, metrics, layers,
-# schedule), so a saved .keras model loads in any process that imports ssd_tf.
-from ssd_tf import optimizers, schedules  # noqa: F401
-from ssd_tf.anchors import default_boxes
-from ssd_tf.encoding import encode_targets, encode_y_true
-from ssd_tf.losses import SSDLoss
-from ssd_tf.model import build_ssd300
-from ssd_tf.postprocess import decode_detections
-from ssd_tf.detector import Detector
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "build_ssd300",
-    "Detector",
-    "decode_detections",
-    "default_boxes",
-    "encode_targets",
-    "encode_y_true",
-    "SSDLoss",
-]
+_EXPORTS = {
+    "build_ssd300": "ssd_tf.model",
+    "Detector": "ssd_tf.detector",
+    "decode_detections": "ssd_tf.postprocess",
+    "default_boxes": "ssd_tf.anchors",
+    "encode_targets": "ssd_tf.encoding",
+    "encode_y_true": "ssd_tf.encoding",
+    "SSDLoss": "ssd_tf.losses",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -5,6 +5,9 @@ from keras import layers
 
 from ssd_tf import anchors as anchors_lib
 from ssd_tf import backbone as backbone_lib
+# The library's other Keras-serializable classes (loss, optimizer, schedule), registered with the
+# model's layers so that a saved, compiled model loads wherever a model can be built.
+from ssd_tf import losses, optimizers, schedules  # noqa: F401
 
 # Extra feature blocks after conv4: (middle channels, out channels, stride, padding).
 # Padding is PyTorch-style (explicit, symmetric); Keras "same" would pad only bottom/right.

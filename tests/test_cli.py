@@ -63,3 +63,25 @@ def test_a_user_error_is_one_line_and_exit_status_2(path, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert err and err[-1].startswith("error: ") and named in err[-1], err
     assert not any("Traceback" in line for line in err)
+
+
+def test_help_answers_without_tensorflow():
+    """--help of every script, and ``import ssd_tf``, load no TensorFlow: they answer at once."""
+    import subprocess
+    code = """if True:
+        import runpy, sys
+        for path in sys.argv[1:]:
+            sys.argv = [path, "--help"]
+            try:
+                runpy.run_path(path, run_name="__main__")
+            except SystemExit as exit:
+                assert exit.code == 0, (path, exit.code)
+        import ssd_tf, ssd_tf.data, ssd_tf.config, ssd_tf.data.kinds
+        loaded = sorted(m for m in ("tensorflow", "keras", "torch") if m in sys.modules)
+        print("LOADED", loaded, file=sys.stderr)
+    """
+    out = subprocess.run([sys.executable, "-c", code, *map(str, SCRIPTS)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "LOADED []" in out.stderr, out.stderr[-3000:]
+    assert out.stdout.count("usage:") == len(SCRIPTS)

@@ -50,9 +50,19 @@ def _module_graph():
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
-    return {name: {n for n in _imports(path) if n in modules and n not in (name, "ssd_tf")
+    return {name: {n for n in _imports(path) | _lazy_exports(name, path) if n in modules and n not in (name, "ssd_tf")
                    and not name.startswith(n + ".")}
             for name, path in modules.items() if name != "ssd_tf"}
+
+
+def _lazy_exports(package, path):
+    """The modules a package's ``_EXPORTS`` table (names imported on first use) hands out: edges of
+    the graph as real as a static import."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets):
+            names = {ast.literal_eval(v) for v in node.value.values}
+            return {n if n.startswith("ssd_tf.") else f"{package}.{n}" for n in names}
+    return set()
 
 
 def test_no_import_circles_anywhere_in_the_package():

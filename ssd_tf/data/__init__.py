@@ -1,16 +1,35 @@
-"""Data: readers (VOC, COCO, built-in synthetic) and the tf.data pipelines."""
+"""Data: readers (VOC, COCO, built-in synthetic) and the tf.data pipelines.
 
-from ssd_tf.data.coco import read_coco
-from ssd_tf.data.pipeline import (check_labels, eval_dataset, for_training, num_batches, train_dataset,
-                                  validation_dataset)
-from ssd_tf.data.detection_set import DetectionSet, SkipReport
-from ssd_tf.data.kinds import KINDS, default_split, parse_classes, read_dataset
-from ssd_tf.data.synthetic import make_synthetic
-from ssd_tf.data.tfrecord import TFRecordSet, read_tfrecords
-from ssd_tf.data.voc import VOC_CLASSES, read_voc
+Names are imported on first use (as in ``ssd_tf``): the data set kinds and ``--classes`` parsing
+(``ssd_tf.data.kinds``) load without TensorFlow, for the scripts' ``--help``.
+"""
 
-__all__ = [
-    "DetectionSet", "SkipReport", "VOC_CLASSES", "eval_dataset", "make_synthetic", "num_batches", "read_coco",
-    "read_dataset", "read_voc", "train_dataset", "validation_dataset", "TFRecordSet", "read_tfrecords",
-    "for_training", "check_labels", "KINDS", "default_split", "parse_classes",
-]
+import importlib
+
+_EXPORTS = {
+    "read_coco": "coco",
+    "check_labels": "pipeline", "eval_dataset": "pipeline", "for_training": "pipeline", "num_batches": "pipeline",
+    "train_dataset": "pipeline", "validation_dataset": "pipeline",
+    "DetectionSet": "detection_set", "SkipReport": "detection_set",
+    "KINDS": "kinds", "default_split": "kinds", "parse_classes": "kinds", "read_dataset": "kinds",
+    "make_synthetic": "synthetic",
+    "TFRecordSet": "tfrecord", "read_tfrecords": "tfrecord",
+    "VOC_CLASSES": "voc", "read_voc": "voc",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

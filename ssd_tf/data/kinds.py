@@ -3,11 +3,6 @@ definition of each, for training, evaluation, conversion and the command lines."
 
 import pathlib
 
-from ssd_tf.data.coco import read_coco
-from ssd_tf.data.synthetic import builtin_split
-from ssd_tf.data.tfrecord import read_tfrecords
-from ssd_tf.data.voc import VOC_CLASSES, read_voc
-
 
 KINDS = ("synthetic", "voc", "coco", "tfrecord")  # what read_dataset reads
 CONVERTIBLE = ("voc", "coco", "synthetic")  # what scripts/convert.py writes to TFRecords
@@ -41,6 +36,12 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
     training images and ``seed`` (``synthetic.builtin_split``). kind "tfrecord": ``data_dir`` is a
     folder written by ``scripts/convert.py``, ``split`` a split name or role ("train", "val").
     """
+    # The readers load TensorFlow: imported here, so that the kinds above are free of it.
+    from ssd_tf.data.coco import read_coco
+    from ssd_tf.data.synthetic import builtin_split
+    from ssd_tf.data.tfrecord import read_tfrecords
+    from ssd_tf.data.voc import VOC_CLASSES, read_voc
+
     if kind == "synthetic":
         return builtin_split(split or "train", synthetic_images, seed)
     if not data_dir:
