@@ -165,10 +165,9 @@ def test_predict_cli_writes_drawn_images_and_pixel_json(run_folder, raccoon_imag
 
 
 @pytest.mark.slow
-def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsys):
-    """The three ways a model gets scored agree: the training callback (Keras, batches of 8),
-    evaluate.py on the run folder (Keras, batches of 8) and on the SavedModel (the serving graph,
-    one image at a time).
+def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsys, monkeypatch):
+    """The ways a model gets scored agree: the training callback (Keras, batches of 8) and
+    evaluate.py on the SavedModel (the serving graph, one image at a time), all 12 COCO stats.
 
     Their detections are equal up to float32 rounding, which differs with batch size and CPU
     (about 1e-6 in scores). Rounding can reorder two detections only where their scores lie
@@ -184,29 +183,33 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
 
     val = data.read_voc(shared_data("raccoon", "VOC2007"), "val", class_names=("raccoon",))
     model = loading.load_keras_model(run_folder)
-    logs = {}
+    logs, reports, results = {}, [], []
     callback = evaluation.COCOEvaluation(val, every=1)
     callback.set_model(model)
-    callback.on_epoch_end(0, logs)
-    stats = []
-    for path in (run_folder, exported):
-        capsys.readouterr()
-        evaluate_cli.main(["--model", str(path), "--dataset", "voc", "--data-dir",
-                           str(shared_data("raccoon", "VOC2007")), "--split", "val", "--output",
-                           str(exported.parent / f"report-{path.name}.json")])
-        out = capsys.readouterr().out
-        assert "raccoon" in out and f"{len(val)} images, 4000 detections" in out  # 100 in each image
-        stats.append(json.loads((exported.parent / f"report-{path.name}.json").read_text())["stats"])
-    keras_cli, saved_model_cli = stats
-    assert keras_cli["AP50"] > 0.01  # it finds raccoons: agreement means something
-    assert logs["val_mAP"] == pytest.approx(keras_cli["AP"], abs=2e-3)
-    assert logs["val_AP50"] == pytest.approx(keras_cli["AP50"], abs=2e-3)
-    for name, value in keras_cli.items():
-        assert saved_model_cli[name] == pytest.approx(value, abs=2e-3), name
+    with monkeypatch.context() as spy:  # the callback's own report and detections, kept to compare
+        def keep(found, fn):
+            return lambda *args, **kwargs: found.append(fn(*args, **kwargs)) or found[-1]
+        spy.setattr(evaluation, "evaluate_model", keep(reports, evaluation.evaluate_model))
+        spy.setattr(evaluation, "predict_coco_results", keep(results, evaluation.predict_coco_results))
+        callback.on_epoch_end(0, logs)
+    assert len(reports) == len(results) == 1
+    keras_stats = reports[0]["stats"]
+    capsys.readouterr()
+    report_path = exported.parent / "report-saved-model.json"
+    evaluate_cli.main(["--model", str(exported), "--dataset", "voc", "--split", "val", "--output", str(report_path),
+                       "--data-dir", str(shared_data("raccoon", "VOC2007"))])
+    out = capsys.readouterr().out
+    assert "raccoon" in out and f"{len(val)} images, 4000 detections" in out  # 100 in each image
+    saved_model_stats = json.loads(report_path.read_text())["stats"]
+    assert keras_stats["AP50"] > 0.01  # it finds raccoons: agreement means something
+    assert (logs["val_mAP"], logs["val_AP50"]) == (keras_stats["AP"], keras_stats["AP50"])
+    assert len(saved_model_stats) == len(keras_stats) == 12
+    for name, value in keras_stats.items():
+        assert saved_model_stats[name] == pytest.approx(value, abs=2e-3), name
     # The adverse case: scores tied to within rounding (0.62 of neighbours measured), as a confident
     # detector's saturate.
-    scores = np.sort([r["score"] for r in evaluation.predict_coco_results(callback._detector, val)])
-    assert np.mean(np.diff(scores) < 1e-5) > 0.3
+    scores = np.sort([r["score"] for r in results[0]])
+    assert len(scores) == 4000 and np.mean(np.diff(scores) < 1e-5) > 0.3
 
 
 def _truncated_copy(path, target):
