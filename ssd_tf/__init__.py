@@ -9,7 +9,7 @@ building, loading or running a model imports) registers every Keras-serializable
 library, so a saved .keras model then loads with ``keras.models.load_model`` too.
 """
 
-import importlib
+from ssd_tf.lazy import exports
 
 __version__ = "0.1.0"
 
@@ -24,18 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ Names are imported on first use (as in ``ssd_tf``): the data set kinds and ``--c
 (``ssd_tf.data.kinds``) load without TensorFlow, for the scripts' ``--help``.
 """
 
-import importlib
+from ssd_tf.lazy import exports
 
 _EXPORTS = {
     "read_coco": "coco",
@@ -18,18 +18,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = exports(__name__, _EXPORTS)
