@@ -333,17 +333,23 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
     batch, so one training step gives the moving statistics and the weight update that one device
     reaches on the whole batch. Unsynchronised replicas differ from it by far more."""
     out = _run_script("""
+        import sys
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import keras, numpy as np, ssd_tf
-        from ssd_tf import data, training
+        import keras, numpy as np
+        sys.path.insert(0, "tests")
+        from test_training import _bn_ssd
+        from ssd_tf import data
+
+        def box_loss(y_true, y_pred):  # smooth in every output, see below
+            return keras.ops.mean(keras.ops.square(y_pred[..., :4] - y_true[..., :4]), axis=-1)
 
         def run(strategy, sync_bn):
             keras.utils.set_random_seed(0)
             with strategy.scope():
-                model = ssd_tf.build_ssd300(num_classes=4, sync_bn=sync_bn)
-                training.compile_model(model, keras.optimizers.SGD(1e-3))
+                model = _bn_ssd(num_classes=4, sync_bn=sync_bn)
+                model.compile(optimizer=keras.optimizers.SGD(1e-2), loss=box_loss)
             before = [v.numpy() for v in model.trainable_weights]
             ds = data.train_dataset(data.make_synthetic(4, seed=0), 4, augment_images=False, shuffle=False)
             model.fit(ds, epochs=1, verbose=0, shuffle=False)  # one step over the 4 images
@@ -351,27 +357,32 @@ def test_sync_bn_over_two_replicas_equals_one_device_with_the_full_batch():
             return {v.path: v.numpy() for v in model.weights if "moving" in v.path}, update
 
         one, step = run(tf.distribute.get_strategy(), False)
-        synced, step_synced = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), True)
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         rel = lambda a: max(float(np.abs(a[k] - one[k]).max() / (np.abs(one[k]).max() + 1e-6)) for k in one)
-        step_rel = lambda u, ref=step: float(np.linalg.norm(u - ref) / np.linalg.norm(ref))
-        print("RESULT", len(one), rel(synced), step_rel(step_synced))
+        step_rel = lambda u: float(np.linalg.norm(u - step) / np.linalg.norm(step))
+        for sync_bn in (True, False):
+            stats, update = run(mirrored, sync_bn)
+            print("RESULT", sync_bn, len(stats), rel(stats), step_rel(update))
     """)
     assert out.returncode == 0, out.stderr[-3000:]
-    count, synced, step_synced = map(float, out.stdout.split("RESULT")[1].split())
-    assert int(count) == 2 * 53  # moving mean and variance of every batch norm
-    # Keras computes synchronised variance as E[x^2] - E[x]^2 in float32, against tf.nn.moments on one
-    # device: relative error about eps x (mean / std)^2 x sqrt(N) for N = 90,000 values a channel, some
-    # 1e-3 where activations sit far from zero (measured 2.8e-3 on an AMX Xeon). The bound is 7x that;
-    # per-replica (unsynchronised) statistics are off by the order of the statistics themselves
-    # (measured 0.97 when this test also ran them), so turning synchronisation off fails here.
-    assert synced < 2e-2, synced
-    # The update through 53 batch norms of a randomly initialised network is sensitive to that
-    # rounding: one device's update moves by 5 to 10 % (L2) when only the variance formula changes
-    # (synchronised BN on one device against plain BN: 0.05 to 0.07 on an AMX Xeon, 0.10 on an AVX2
-    # EPYC, whose oneDNN kernels round differently). That is the CPU's noise; two synchronised
-    # replicas must be within it (measured 0.06 and 0.08), unsynchronised ones are off by more than
-    # the update itself (1.56 measured). The bound sits between: 0.25, 2.5x the worst noise measured.
-    assert step_synced < 0.25, step_synced
+    results = {line.split()[1]: list(map(float, line.split()[2:])) for line in out.stdout.splitlines()
+               if line.startswith("RESULT")}
+    count, synced, step_synced = results["True"]
+    _, unsynced, step_unsynced = results["False"]
+    assert int(count) == 2 * 3  # moving mean and variance of every batch norm
+    print("synchronised", synced, step_synced, "unsynchronised", unsynced, step_unsynced)
+    # Only float32 rounding separates two synchronised replicas from one device: Keras computes the
+    # synchronised variance as E[x^2] - E[x]^2 (relative error about eps x (mean / std)^2 x sqrt(N),
+    # N up to 23,000 values a channel), one device with tf.nn.moments, and batch norm's backward
+    # pass subtracts near-equal terms. Measured 1.5e-4 on the moving statistics and 6.4e-4 (L2) on
+    # the update, on an AMX Xeon and under oneDNN's AVX2 kernels alike. Replicas with their own
+    # halves' statistics are off by the order of the statistics and the update themselves (0.51
+    # and 0.56 measured). The bounds sit 15 to 30x above the noise, 50x below that.
+    assert synced < 5e-3 and unsynced > 0.1, (synced, unsynced)
+    assert step_synced < 1e-2 and step_unsynced > 0.1, (step_synced, step_unsynced)
+    # The loss is the box regression on all 8732 slots, not SSDLoss: hard-negative mining ranks the
+    # negatives' losses, and rounding of 1e-6 in the outputs reorders near-ties, which moves a few
+    # slots' class gradients (6 % of the update, measured). That is mining's noise, not batch norm's.
 
 
 @pytest.mark.slow
@@ -560,6 +571,20 @@ def _tiny_ssd(num_classes, sync_bn=False):
     return keras.Model(inputs, keras.layers.Activation("linear", dtype="float32")(x))
 
 
+def _bn_ssd(num_classes, sync_bn=False):
+    """SSD300's input and output shapes behind three conv + batch-norm (ssd_tf's own, as SSD300's
+    backbone makes them) + ReLU stages: for the tests of batch-norm statistics across replicas,
+    where SSD300's 53 only cost time (build_ssd300's use of sync_bn is tested on the real model)."""
+    from ssd_tf.backbone import batch_norm
+
+    x = inputs = keras.Input((300, 300, 3))
+    for k, (filters, stride) in enumerate(((8, 4), (16, 3), (16, 2))):
+        x = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"conv{k}")(x)
+        x = keras.layers.ReLU()(batch_norm(f"bn{k}", synchronized=sync_bn)(x))
+    x = keras.layers.Dense(8732 * (4 + num_classes))(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, keras.layers.Reshape((8732, 4 + num_classes), dtype="float32")(x))
+
+
 def _tiny_config(output, **overrides):
     return TrainConfig(**{**dict(dataset="synthetic", synthetic_images=8, batch_size=2, epochs=1, steps_per_epoch=3,
                                  output=str(output), val_images=0, eval_every=0, precise_bn=0, seed=0), **overrides})
@@ -631,7 +656,7 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import sys, keras, numpy as np, ssd_tf
         sys.path.insert(0, "tests")
-        from test_training import _frozen_bn_model
+        from test_training import _bn_ssd, _frozen_bn_model
         from ssd_tf import batchnorm, data, training
         from ssd_tf.config import TrainConfig
         for name in ("default", "mirrored"):
@@ -645,7 +670,7 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
         def precise(strategy, batches):
             keras.utils.set_random_seed(0)
             with strategy.scope():
-                model = ssd_tf.build_ssd300(num_classes=4)
+                model = _bn_ssd(num_classes=4)
             images = data.make_synthetic(8, seed=0)
             dataset = strategy.distribute_datasets_from_function(
                 lambda ctx: data.train_dataset(images, 4, augment_images=False, shuffle=False, drop_remainder=True,
@@ -663,13 +688,14 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
     assert out.returncode == 0, out.stderr[-3000:]
     assert "REPLICAS default 1" in out.stdout and "REPLICAS mirrored 2" in out.stdout
     count, two, moved = map(float, out.stdout.split("PRECISE")[1].split())
-    assert int(count) == 2 * 53
+    print("precise BN over two replicas against one device", two, "moved", moved)
+    assert int(count) == 2 * 3
     assert moved > 0.5  # recalibrated: far from the initial statistics (0 and 1)
     # Over two replicas the forward passes normalise with synchronised BN, whose variance Keras
-    # computes as E[x^2] - E[x]^2 in float32: relative error some 1e-3 where activations sit far
-    # from zero (as in test_sync_bn_over_two_replicas...; 1.9e-3 measured on an AMX Xeon). The bound
-    # is 10x that. Replicas normalising with their own halves' statistics are off by 0.63.
-    assert two < 2e-2, two
+    # computes as E[x^2] - E[x]^2 in float32: relative error some 1e-4 here (1.1e-4 measured, on an
+    # AMX Xeon). The bound is 45x that. Replicas normalising with their own halves' statistics make
+    # the second and third layers' statistics off by 0.085 (measured).
+    assert two < 5e-3, two
 
     default, mirrored = tmp_path / "default", tmp_path / "mirrored"
     assert sorted(p.name for p in default.iterdir()) == sorted(p.name for p in mirrored.iterdir())
