@@ -198,12 +198,15 @@ def _diverging_config(output, **overrides):
 def test_nan_loss_stops_fit_at_that_step_and_keeps_last_checkpoint(tmp_path):
     with pytest.raises(callbacks.TrainingDiverged, match=r"loss is nan at step 2; the last finite loss was "
                                                             r"\d+\.\d+ at step 1"):
-        # Without zero-initialised residual scales, step 1's update leaves huge but finite weights.
-        training.train(_diverging_config(tmp_path / "run"), model_fn=lambda n: ssd_tf.build_ssd300(n))
+        # Step 1's update leaves huge but finite weights, whose outputs overflow at step 2.
+        training.train(_diverging_config(tmp_path / "run"), model_fn=_tiny_ssd)
     assert training.completed_epochs(tmp_path / "run") == 1  # epoch 1's checkpoint, untouched
     assert not (tmp_path / "run" / "final.keras").exists()
-    weights = loading.load_keras_model(tmp_path / "run").get_weights()
-    assert all(np.all(np.isfinite(w)) for w in weights)
+    model = _tiny_ssd(4)  # restored as load_keras_model restores a run's checkpoint, all or nothing
+    loading.restore_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")), model)
+    weights = {w.path: w.numpy() for w in model.weights}
+    assert all(np.all(np.isfinite(w)) for w in weights.values()), weights.keys()
+    assert max(float(np.abs(w).max()) for w in weights.values()) > 1e20  # the huge step-1 weights are kept
 
 
 def test_strategy_choice_and_chief_from_tf_config(monkeypatch):
