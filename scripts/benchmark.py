@@ -5,6 +5,7 @@ COCO-style set; `train`: training images/s; `inference`: every inference path be
     python scripts/benchmark.py startup [--images 2000]
     python scripts/benchmark.py train [--batch-size 8] [--precision float32|float16|bfloat16]
     python scripts/benchmark.py inference [--images-dir ../shared/data/voc2012_sample/VOC2012/JPEGImages]
+                                          [--model RUN] [--saved-model DIR] [--tflite FILE] [--tflite-int8 FILE]
 """
 
 import argparse
@@ -60,6 +61,12 @@ def build_parser():
     i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,seed",
                    help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, seed")
     i.add_argument("--batch-sizes", default="1,8", help="comma-separated (TFLite runs batch 1 only)")
+    i.add_argument("--model", help="a run folder or .keras file to measure (default: SSD300 with random weights, "
+                                   "21 classes); the other formats are exported from it unless given below. The "
+                                   "seed's side stays its COCO model (21 classes, random weights)")
+    i.add_argument("--saved-model", help="a SavedModel folder (export.py's) to measure as it is")
+    i.add_argument("--tflite", help="a float .tflite file (export.py --format tflite) to measure as it is")
+    i.add_argument("--tflite-int8", help="an int8 .tflite file to measure as it is")
     return parser
 
 
@@ -133,10 +140,23 @@ def _inference(args):
     if not images:
         cli.fail(f"{args.images_dir}: no images in this folder")
     formats = [f.strip() for f in args.formats.split(",")]
+    model, num_classes = None, 21
+    if args.model:
+        from ssd_tf import loading
+        with cli.user_errors():
+            model = loading.load_keras_model(args.model)
+        num_classes = int(model.output_shape[-1]) - 4
+    prebuilt = {name: pathlib.Path(path) for name, path in (
+        ("saved_model", args.saved_model), ("tflite_float32", args.tflite), ("tflite_int8", args.tflite_int8)) if path}
+    for name, path in prebuilt.items():
+        wanted = path / "saved_model.pb" if name == "saved_model" else path
+        if not wanted.is_file():
+            cli.fail(f"{path}: no {'SavedModel' if name == 'saved_model' else '.tflite file'} there")
     reference = reference_side() if "seed" in formats else None
     with tempfile.TemporaryDirectory() as folder:
         result = benchmark.inference_throughput(
             images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads, formats,
+            num_classes=num_classes, model=model, prebuilt=prebuilt,
             reference=reference.seed_detector(21, threads) if reference else None)
     for name, entry in result["rates"].items():
         ratio = f"  ({entry['vs_seed']:.2f}x the seed)" if "vs_seed" in entry else ""

@@ -178,7 +178,7 @@ def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21,
 
 
 def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=None, formats=None,
-                         num_classes=21, seed=0, reference=None):
+                         num_classes=21, seed=0, reference=None, model=None, prebuilt=None):
     """Images/s of every inference path on the same uint8 ``images`` (list of [H, W, 3]) with the
     same ``threads``, medians over ``passes`` alternating passes, and ratios to the seed's PyTorch
     model and PostProcess at the same batch size.
@@ -187,22 +187,31 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
     (serving_default on JPEG bytes) and ``saved_model_images`` (serve_images), ``tflite_float32``
     and ``tflite_int8`` (batch 1: the files take one image), ``seed``: ``reference``, a pair of
     functions of a list of images (the reference design's whole inference, its network alone),
-    from the checkout's ``tests/reference_benchmarks.py``. A random-weight model: speed does not
-    depend on the weights. Exports go to ``folder``."""
+    from the checkout's ``tests/reference_benchmarks.py``.
+
+    ``model``: the Keras SSD300 to measure; by default one with random weights and ``num_classes``
+    (speed does not depend on the weights). ``prebuilt``: {"saved_model": folder, "tflite_float32":
+    file, "tflite_int8": file}, files to measure as they are instead of exporting ``model`` to
+    ``folder``; the result's "prebuilt" names those measured."""
     from ssd_tf import export
     from ssd_tf.detector import Detector
 
     threads = threads or data_lib.pipeline.usable_cores()
     formats = set(formats or ("keras", "saved_model", "tflite_float32", "tflite_int8", "seed"))
     folder = pathlib.Path(folder)
-    keras.utils.set_random_seed(seed)
-    model = build_ssd300(num_classes)
+    prebuilt = {name: pathlib.Path(path) for name, path in (prebuilt or {}).items()}
+    if model is None:
+        keras.utils.set_random_seed(seed)
+        model = build_ssd300(num_classes)
     paths = {}  # name -> (batch sizes, function of a list of images)
+    used = {}  # name -> the file or folder measured
     if "keras" in formats:
         keras_detector = Detector(model)
         paths["keras"] = (batch_sizes, keras_detector.detect)
     if "saved_model" in formats:
-        saved = tf.saved_model.load(str(export.export_saved_model(model, folder / "saved_model")))
+        path = prebuilt.get("saved_model") or export.export_saved_model(model, folder / "saved_model")
+        saved = tf.saved_model.load(str(path))
+        used["saved_model"] = path
         by_bytes, by_images = saved.signatures["serving_default"], saved.signatures["serve_images"]
         jpegs = {id(i): tf.io.encode_jpeg(i, quality=90).numpy() for i in images}
         paths["saved_model_bytes"] = (batch_sizes, lambda batch: by_bytes(
@@ -213,11 +222,14 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
     for quantize, name in (("none", "tflite_float32"), ("int8", "tflite_int8")):
         if name in formats:
             from ssd_tf import tflite
-            calibration = [tflite.to_input(i) for i in images] if quantize == "int8" else None
-            path = folder / name / "model.tflite"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(tflite.convert(model, quantize, calibration))
+            path = prebuilt.get(name)
+            if path is None:
+                calibration = [tflite.to_input(i) for i in images] if quantize == "int8" else None
+                path = folder / name / "model.tflite"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(tflite.convert(model, quantize, calibration))
             runner = tflite.TFLiteRunner(path, num_threads=threads)
+            used[name] = path
             paths[name] = ((1,), runner.detect_batch)
     if "seed" in formats and reference is not None:
         seed_paths = reference
@@ -240,7 +252,9 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
                 fn(batch)
                 count += len(batch)
             rates[(name, b)].append(count / (time.perf_counter() - start))
-    result = {"machine": _machine(), "threads": threads, "images": len(images), "passes": passes, "rates": {}}
+    result = {"machine": _machine(), "threads": threads, "images": len(images), "passes": passes,
+              "num_classes": int(model.output_shape[-1]) - 4,
+              "prebuilt": {name: str(path) for name, path in used.items() if path == prebuilt.get(name)}, "rates": {}}
     for (name, b), values in rates.items():
         entry = {"images_per_s_median": statistics.median(values), "passes": values}
         if ("seed", b) in rates and not name.startswith("seed"):

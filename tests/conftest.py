@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,6 +26,24 @@ def random_gt_boxes(rng, n, min_size=0.02):
     wh = rng.uniform(min_size, 0.9, size=(n, 2))
     xy = rng.uniform(0, 1, size=(n, 2)) * (1 - wh)
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name``, filled by ``build(folder)`` once per test session: by whichever xdist
+    worker asks first (the others wait on a file lock), in the folder the workers' temporary folders
+    share. For what costs tens of seconds to make and is only read (trained models, exports)."""
+    from filelock import FileLock  # torch's dependency, so in the dev extra
+
+    base = tmp_path_factory.getbasetemp()  # under xdist, the worker's: its parent is the session's
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    done = root.with_name(name + ".done")
+    with FileLock(str(root) + ".lock"):
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            build(root)
+            done.write_text("")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import ssd_tf
-from conftest import ROOT, shared_data
+from conftest import ROOT, built_once, shared_data
 from ssd_tf import loading, export, tflite
 from ssd_tf.detector import Detector
 
@@ -64,26 +64,25 @@ def _briefly_trained_shapes_model():
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """The briefly trained shapes model in all four forms: run folder (final.keras + classes.json),
-    .keras file, SavedModel and float32 .tflite.
+    .keras file, SavedModel and float32 .tflite; and an int8 .tflite (calibrated on 16 built-in images).
 
-    Built once per test session, whichever xdist worker asks first, in the folder the workers'
-    temporary folders share (the other waits on a file lock). Session-scoped because conftest orders
-    slow tests first across modules, which would tear a module-scoped fixture down in between."""
-    from filelock import FileLock  # torch's dependency, so in the dev extra
+    Built once per test session (``built_once``). Session-scoped because conftest orders slow tests
+    first across modules, which would tear a module-scoped fixture down in between."""
+    def build(root):
+        model = _briefly_trained_shapes_model()
+        (root / "run").mkdir()
+        model.save(root / "run" / "final.keras")
+        loading.write_classes(root / "run" / "classes.json", SHAPE_CLASSES)
+        export.export_from_artifact(root / "run", root / "saved_models", "shapes")
+        export.export_tflite(root / "run", root / "tflite-none")
+        export.export_tflite(root / "run", root / "tflite-int8", "int8", calibration_data="synthetic",
+                             calibration_count=16)
 
-    root = tmp_path_factory.getbasetemp().parent / "deploy-models"
+    root = built_once(tmp_path_factory, "deploy-models", build)
     paths = {"run": root / "run", "keras": root / "run" / "final.keras",
              "saved_model": root / "saved_models" / "shapes" / "1", "tflite": root / "tflite-none" / "model.tflite",
-             "root": root}
-    with FileLock(str(root) + ".lock"):
-        if not (root / "done").is_file():
-            model = _briefly_trained_shapes_model()
-            paths["run"].mkdir(parents=True, exist_ok=True)
-            model.save(paths["keras"])
-            loading.write_classes(paths["run"] / "classes.json", SHAPE_CLASSES)
-            assert export.export_from_artifact(paths["run"], root / "saved_models", "shapes") == paths["saved_model"]
-            assert export.export_tflite(paths["run"], root / "tflite-none") == paths["tflite"]
-            (root / "done").write_text("")
+             "int8": root / "tflite-int8" / "model.tflite", "root": root}
+    assert all(path.exists() for path in paths.values())
     return paths
 
 
@@ -171,15 +170,14 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
 
 
 @pytest.mark.slow
-def test_int8_model_is_integer_small_and_scores_as_the_float_one(models, tmp_path):
+def test_int8_model_is_integer_small_and_scores_as_the_float_one(models):
     """int8 weights and activations in the network, under a third of the float file, and AP50 on
     the built-in validation set (real labels) within 0.05 of the float model's. The README
     measures the raccoon recipe's model the same way."""
     from ssd_tf import evaluation
     from ssd_tf.data.synthetic import builtin_split
 
-    int8 = export.export_tflite(models["run"], tmp_path / "int8", "int8", calibration_data="synthetic",
-                                calibration_count=16)
+    int8 = models["int8"]  # export_tflite(run, folder, "int8", calibration_data="synthetic", calibration_count=16)
     data = int8.read_bytes()
     assert len(data) < models["tflite"].stat().st_size / 3
     interpreter = tflite._interpreter(data)
@@ -294,14 +292,22 @@ def test_a_saved_model_without_class_names_predicts_and_evaluates_with_generic_n
 
 
 @pytest.mark.slow
-def test_inference_benchmark_runs_every_path_at_a_tiny_size():
+def test_inference_benchmark_runs_every_path_at_a_tiny_size(models):
+    """On the session's model and its exports as they are (the benchmark exports a random-weight
+    model itself only when not given them, through export_saved_model and tflite.convert, as tested
+    above)."""
     pytest.importorskip("torch")
+    files = {"saved_model": models["saved_model"], "tflite_float32": models["tflite"], "tflite_int8": models["int8"]}
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "inference", "--images", "2",
-                             "--passes", "1", "--batch-sizes", "1,2", "--threads", "1"],
+                             "--passes", "1", "--batch-sizes", "1,2", "--threads", "1", "--model", str(models["run"]),
+                             "--saved-model", str(files["saved_model"]), "--tflite", str(files["tflite_float32"]),
+                             "--tflite-int8", str(files["tflite_int8"])],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["threads"] == 1 and report["images"] == 2
+    assert report["num_classes"] == len(SHAPE_CLASSES)  # the model given, not a random 21-class one
+    assert report["prebuilt"] == {name: str(path) for name, path in files.items()}  # measured, not re-exported
     expected = {f"{name}_b{b}" for name in ("keras", "saved_model_bytes", "saved_model_images", "seed",
                                             "seed_network_only") for b in (1, 2)}
     expected |= {"tflite_float32_b1", "tflite_int8_b1"}

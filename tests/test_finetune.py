@@ -57,10 +57,11 @@ def test_init_from_onto_two_classes_copies_all_but_the_class_heads_and_trains(so
 
     # The fine-tuned model learns the new classes: the loss falls, and stays finite, over a few steps on
     # one batch (this is also the suite's check that SSDLoss, compile_model and the optimizer train).
-    raccoon = data.read_voc(shared_data("raccoon", "VOC2007"), "train", class_names=("raccoon",)).subset(range(4))
-    batch = next(iter(data.train_dataset(raccoon, 4, seed=0, augment_images=False)))
+    # Measured: the last two steps' mean is 0.16 of the first two's, 0.11 over 8 steps of 4 images.
+    raccoon = data.read_voc(shared_data("raccoon", "VOC2007"), "train", class_names=("raccoon",)).subset(range(2))
+    batch = next(iter(data.train_dataset(raccoon, 2, seed=0, augment_images=False)))
     training.compile_model(model, keras.optimizers.SGD(5e-3, momentum=0.9))
-    losses = [float(model.train_on_batch(*batch)[0]) for _ in range(8)]
+    losses = [float(model.train_on_batch(*batch)[0]) for _ in range(6)]
     print("fine-tuning losses", losses)
     assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
 

@@ -19,6 +19,10 @@ from ssd_tf.data.resize import resize_image
 from ssd_tf.data.tfrecord import TFRecordSet, parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
+# The pipeline's functions use TensorFlow's own control flow (tf.cond, tf.while_loop), so tf.data
+# traces them as written: AutoGraph's source rewrite of them and of every function they call cost
+# about 3 s of each process's first pipeline (Xeon AMX), for nothing.
+_plain = tf.autograph.experimental.do_not_convert
 
 
 def _decode(element, from_bytes):
@@ -141,7 +145,7 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None, plan=No
     (default: decode the whole image). ``plan``: dataset -> dataset, on batches of ``_BATCH``
     undecoded elements (boxes and labels ragged), e.g. to draw augmentations."""
     decode_fn = decode_fn or (lambda e: _decode(e, from_bytes))
-    ds = dataset.map(lambda e: {**e, "end": tf.constant(False)})
+    ds = dataset.map(_plain(lambda e: {**e, "end": tf.constant(False)}))
     if count is not None:  # an end marker reveals images that fail at the very end of a pass
         end = tf.nest.map_structure(_blank, ds.element_spec)
         end.update(end=tf.constant(True))
@@ -152,13 +156,13 @@ def _decoded(dataset, count, from_bytes, name, parallel, decode_fn=None, plan=No
     if plan is not None:
         ds = plan(ds)
     start = (tf.constant(0, tf.int64), tf.fill([_RECENT], ""))
-    ds = ds.scan(start, lambda state, e: _number(state, e, from_bytes, name, count)).unbatch()
-    ds = ds.map(lambda e: {k: tf.convert_to_tensor(v) for k, v in e.items()})  # unbatched ragged: dense
+    ds = ds.scan(start, _plain(lambda state, e: _number(state, e, from_bytes, name, count))).unbatch()
+    ds = ds.map(_plain(lambda e: {k: tf.convert_to_tensor(v) for k, v in e.items()}))  # unbatched ragged: dense
     stand_in = lambda e: {**e, "image": tf.zeros([1, 1, 3], tf.uint8)}  # noqa: E731
     decode = lambda e: tf.cond(e["end"], lambda: stand_in(e), lambda: decode_fn(e))  # noqa: E731
-    ds = ds.map(lambda e: {**decode(e), "ok": tf.logical_not(e["end"])},
+    ds = ds.map(_plain(lambda e: {**decode(e), "ok": tf.logical_not(e["end"])}),
                 num_parallel_calls=parallel, deterministic=True).ignore_errors()
-    ds = ds.scan((tf.constant(-1, tf.int64), tf.constant(0, tf.int64)), _find_gaps)
+    ds = ds.scan((tf.constant(-1, tf.int64), tf.constant(0, tf.int64)), _plain(_find_gaps))
     if count is not None:
         # The end marker stays, as a stand-in (ok False): with no failures ``take`` stops before it.
         blank = tf.nest.map_structure(_blank, ds.element_spec)
@@ -194,14 +198,15 @@ def _elements(source, training, shuffle, seed, input_context, parallel, drop_dif
             ds = ds.shard(count, index)
         if shuffle:
             ds = ds.shuffle(min(len(source), 2048), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(parse_example, num_parallel_calls=parallel, deterministic=True)
+        ds = ds.map(_plain(parse_example), num_parallel_calls=parallel, deterministic=True)
         if source.label_ids is not None:  # other tools' records: category ids -> class indices
             table = tf.constant(source.label_table())
-            ds = ds.map(lambda e: {**e, "labels": tf.gather(table, tf.clip_by_value(e["labels"], 0, len(table) - 1))})
+            ds = ds.map(_plain(lambda e: {**e, "labels": tf.gather(table, tf.clip_by_value(e["labels"], 0,
+                                                                                            len(table) - 1))}))
         if training:
             if drop_difficult:
-                ds = ds.map(_drop_difficult_objects)
-            ds = ds.filter(lambda e: tf.size(e["labels"]) > 0)
+                ds = ds.map(_plain(_drop_difficult_objects))
+            ds = ds.filter(_plain(lambda e: tf.size(e["labels"]) > 0))
         n = None if element_shard else int(sum(source.usable if training else source.images))
         if training and drop_difficult is False:
             n = None  # usable counts exclude difficult-only images
@@ -291,13 +296,13 @@ def num_batches(num_images, batch_size, drop_remainder=False):
 # Per-image pixel and matching work, compiled with XLA: fused, it costs well under half the
 # op-by-op time on a CPU (measured in ``scripts/benchmark.py data``). The random draws stay
 # outside, so a seed gives the same crops, factors and flips with or without XLA.
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _augment_pixels(image, brightness, contrast, saturation, hue, order, flip):
     image = augment.apply_jitter(image, brightness, contrast, saturation, hue, order)
     return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _encode_padded(boxes, labels, num_valid):
     return encoding.encode_y_true(boxes, labels, num_valid=num_valid)
 
@@ -357,7 +362,7 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
             seed += 7919 * input_context.input_pipeline_id
     ds, count, from_bytes = _elements(detection_set, True, shuffle, seed, input_context, parallel, drop_difficult)
     if num_classes is not None and isinstance(detection_set, TFRecordSet):
-        ds = ds.map(_label_check(detection_set.name, num_classes))
+        ds = ds.map(_plain(_label_check(detection_set.name, num_classes)))
     decode_fn = plan = None
     if augment_images:  # the crop is drawn first, so that a JPEG decodes only its window
         def plan(batches):
@@ -365,15 +370,15 @@ def train_dataset(detection_set, batch_size, seed=None, augment_images=True, shu
             # first two of every 2 * _BATCH numbers of the stream (the pair its first element
             # would get, were each element given one).
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            seeds = seeds.batch(2 * _BATCH, drop_remainder=True).map(lambda s: s[:2])
-            return tf.data.Dataset.zip(batches, seeds).map(_plan_crops, num_parallel_calls=parallel,
+            seeds = seeds.batch(2 * _BATCH, drop_remainder=True).map(_plain(lambda s: s[:2]))
+            return tf.data.Dataset.zip(batches, seeds).map(_plain(_plan_crops), num_parallel_calls=parallel,
                                                              deterministic=True)
         decode_fn = lambda e: _decode_crop(e, from_bytes)  # noqa: E731
     ds = _decoded(ds, count, from_bytes, detection_set.name, parallel, decode_fn, plan)
-    ds = ds.map(lambda e: (*train_transform(e, augment_images=augment_images), e["ok"]),
+    ds = ds.map(_plain(lambda e: (*train_transform(e, augment_images=augment_images), e["ok"])),
                 num_parallel_calls=parallel, deterministic=seed is not None or None)
     # drop_failed in parallel: a batch of 8 images costs it about 2 ms, off the sequential path.
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(drop_failed, num_parallel_calls=parallel,
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(_plain(drop_failed), num_parallel_calls=parallel,
                                                                   deterministic=True)
     if skip_empty:
         ds = _skip_empty(ds, detection_set.name)
@@ -398,7 +403,7 @@ def _skip_empty(ds, name):
 
     def unflag(batch, empty):
         return batch
-    return ds.scan(tf.constant(0, tf.int64), count).filter(keep).map(unflag)
+    return ds.scan(tf.constant(0, tf.int64), _plain(count)).filter(_plain(keep)).map(_plain(unflag))
 
 
 def eval_transform(element, image_size=anchors_lib.SSD300.image_size):
@@ -425,10 +430,10 @@ def eval_dataset(detection_set, batch_size, parallel=AUTOTUNE, resize=True, shar
     if not resize:
         if batch_size != 1:
             raise ValueError("resize=False needs batch_size=1: images keep their own sizes")
-        ds = ds.map(lambda e: (e["image"], {"image_id": e["image_id"], "size": e["size"]}, e["ok"]))
-        return ds.batch(1).map(drop_failed)
-    ds = ds.map(eval_transform, num_parallel_calls=parallel, deterministic=True)
-    return ds.batch(batch_size).map(drop_failed).prefetch(AUTOTUNE).with_options(_options())
+        ds = ds.map(_plain(lambda e: (e["image"], {"image_id": e["image_id"], "size": e["size"]}, e["ok"])))
+        return ds.batch(1).map(_plain(drop_failed))
+    ds = ds.map(_plain(eval_transform), num_parallel_calls=parallel, deterministic=True)
+    return ds.batch(batch_size).map(_plain(drop_failed)).prefetch(AUTOTUNE).with_options(_options())
 
 
 def validation_dataset(detection_set, batch_size, parallel=AUTOTUNE, shard=None):
