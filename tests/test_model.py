@@ -205,3 +205,17 @@ def test_importing_the_library_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_sync_bn_synchronises_every_batch_norm(ssd21):
+    """--sync-bn reaches all 53 batch norms of SSD300 (train() passes config.sync_bn on, as the resume
+    test sees); their arithmetic across replicas is tested in test_training."""
+    import keras
+
+    import ssd_tf
+
+    def norms(model):
+        return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms(ssd21)) == 53 and not any(layer.synchronized for layer in norms(ssd21))
+    synced = norms(ssd_tf.build_ssd300(num_classes=3, sync_bn=True))
+    assert len(synced) == 53 and all(layer.synchronized for layer in synced)
