@@ -359,15 +359,15 @@ def test_a_float16_trained_model_serves_in_float32_unless_asked(tmp_path):
     model.save(run / "final.keras")
     loading.write_classes(run / "classes.json", SHAPE_CLASSES[:3])
 
-    def conv_dtypes(path):
-        graph = tf.saved_model.load(str(path)).signatures["serve_images"].graph.as_graph_def()
+    def conv_dtypes(detector):
+        graph = detector.model.signatures["serve_images"].graph.as_graph_def()
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
         return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
 
-    default = export.export_from_artifact(run, tmp_path / "saved_models", "f16")
-    kept = export.export_from_artifact(run, tmp_path / "saved_models", "f16", dtype="model")
+    default = Detector.load(export.export_from_artifact(run, tmp_path / "saved_models", "f16"))
+    kept = Detector.load(export.export_from_artifact(run, tmp_path / "saved_models", "f16", dtype="model"))
     assert conv_dtypes(default) == {"float32"}
     assert conv_dtypes(kept) == {"float16"}
     image = np.random.default_rng(0).integers(0, 255, (1, 200, 300, 3), np.uint8)
-    a, b = (Detector.load(p).detect_batch(image) for p in (default, kept))
+    a, b = (detector.detect_batch(image) for detector in (default, kept))
     np.testing.assert_allclose(a["scores"][0, :5], b["scores"][0, :5], atol=0.02)  # the same model, two precisions
