@@ -140,23 +140,23 @@ def _inference(args):
     if not images:
         cli.fail(f"{args.images_dir}: no images in this folder")
     formats = [f.strip() for f in args.formats.split(",")]
-    model, num_classes = None, 21
+    from ssd_tf import loading
+    model = None
     if args.model:
-        from ssd_tf import loading
         with cli.user_errors():
             model = loading.load_keras_model(args.model)
-        num_classes = int(model.output_shape[-1]) - 4
     prebuilt = {name: pathlib.Path(path) for name, path in (
         ("saved_model", args.saved_model), ("tflite_float32", args.tflite), ("tflite_int8", args.tflite_int8)) if path}
-    for name, path in prebuilt.items():
-        wanted = path / "saved_model.pb" if name == "saved_model" else path
-        if not wanted.is_file():
-            cli.fail(f"{path}: no {'SavedModel' if name == 'saved_model' else '.tflite file'} there")
+    if "saved_model" in prebuilt and not loading.is_saved_model(prebuilt["saved_model"]):
+        cli.fail(f"{prebuilt['saved_model']}: no SavedModel there")
+    for path in (prebuilt.get("tflite_float32"), prebuilt.get("tflite_int8")):
+        if path and not path.is_file():
+            cli.fail(f"{path}: no .tflite file there")
     reference = reference_side() if "seed" in formats else None
     with tempfile.TemporaryDirectory() as folder:
         result = benchmark.inference_throughput(
             images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads, formats,
-            num_classes=num_classes, model=model, prebuilt=prebuilt,
+            model=model, prebuilt=prebuilt,
             reference=reference.seed_detector(21, threads) if reference else None)
     for name, entry in result["rates"].items():
         ratio = f"  ({entry['vs_seed']:.2f}x the seed)" if "vs_seed" in entry else ""
