@@ -31,12 +31,10 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, 300, 300, 3], tf.float32, name="images")])
     def detect(self, images):
         """Detections for images already resized to 300x300 (float, 0..255): what the evaluation
-        pipeline yields. Not a SavedModel signature."""
-        return self._detect(images)
-
-    def _detect(self, images_float):
+        pipeline yields. Not a SavedModel signature; both signatures call it, so the model is traced
+        once and a SavedModel stores its graph once."""
         # NMS has no XLA kernel and the model runs well without: no jit here.
-        out = decode_detections(self._run_model(images_float), self.score_threshold,
+        out = decode_detections(self._run_model(images), self.score_threshold,
                                 self.iou_threshold, self.max_detections)
         return {"detection_boxes": out["boxes"], "detection_scores": out["scores"],
                 "detection_classes": out["classes"], "num_detections": out["num_detections"]}
@@ -67,7 +65,7 @@ class ServingModule(tf.Module):
             image_bytes = tf.reshape(image_bytes, [-1])
         images = tf.map_fn(self._decode_one, image_bytes,
                            fn_output_signature=tf.TensorSpec([self.image_size, self.image_size, 3], tf.float32))
-        return self._detect(images)
+        return self.detect(images)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve_images(self, images):
@@ -77,4 +75,4 @@ class ServingModule(tf.Module):
         with tf.control_dependencies([tf.debugging.Assert(valid, [
                 "images must be uint8 [batch, height, width, 3] with height, width >= 1; got shape", shape])]):
             resized = resize_image(images, self.image_size)
-        return self._detect(resized)
+        return self.detect(resized)
