@@ -31,10 +31,12 @@ def _raccoon_images(count):
 
 
 def _briefly_trained_shapes_model():
-    """A real, weak detector of the built-in set's shapes (val AP50 about 0.28), trained in about
-    a minute: the heads only, 40 epochs over the cached features of 32 training images (the
-    backbone keeps its seeded random weights). A trained model's detections are sparse and
-    image-dependent, as the comparisons below need, and its AP on real labels means something."""
+    """A real, weak detector of the built-in set's shapes, trained in about 25 s: the heads only, 15
+    epochs (Adam, 3e-3) over the cached features of 32 training images (the backbone keeps its
+    seeded random weights). Val AP50 0.25 to 0.68 over 6 seeds, 0.25 with seed 0 (40 epochs at 1e-3
+    gave 0.29 to 0.36 in twice the time; 10 epochs at 3e-3 gave 0.02 once). A trained model's
+    detections are sparse and image-dependent, as the comparisons below need, and its AP on real
+    labels means something."""
     import keras
 
     from ssd_tf import data
@@ -57,15 +59,16 @@ def _briefly_trained_shapes_model():
     conf = model.get_layer("conf")([head("conf", k, x) for k, x in enumerate(inputs)])
     heads = keras.Model(inputs, model.get_layer("predictions")([loc, conf]))
     # 4 steps per call: the same updates (the same final loss, to the last digit) in 13 % less time.
-    heads.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ssd_tf.SSDLoss(), steps_per_execution=4)
-    heads.fit(cached, y_true, batch_size=8, epochs=40, verbose=0)
+    heads.compile(optimizer=keras.optimizers.Adam(3e-3), loss=ssd_tf.SSDLoss(), steps_per_execution=4)
+    heads.fit(cached, y_true, batch_size=8, epochs=15, verbose=0)
     return model
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """The briefly trained shapes model in all four forms: run folder (final.keras + classes.json),
-    .keras file, SavedModel and float32 .tflite; and an int8 .tflite (calibrated on 16 built-in images).
+    .keras file, SavedModel and float32 .tflite; and an int8 .tflite, calibrated on 8 built-in
+    images (int8 AP50 0.170, against 0.171 with 16 images, which took 10 s longer).
 
     Built once per test session (``built_once``). Session-scoped because conftest orders slow tests
     first across modules, which would tear a module-scoped fixture down in between."""
@@ -77,7 +80,7 @@ def models(tmp_path_factory):
         export.export_from_artifact(root / "run", root / "saved_models", "shapes")
         export.export_tflite(root / "run", root / "tflite-none")
         export.export_tflite(root / "run", root / "tflite-int8", "int8", calibration_data="synthetic",
-                             calibration_count=16)
+                             calibration_count=8)
 
     root = built_once(tmp_path_factory, "deploy-models", build)
     paths = {"run": root / "run", "keras": root / "run" / "final.keras",
@@ -100,22 +103,37 @@ def _test_images(count_voc=3, count_builtin=5):
     return images
 
 
-def _assert_match(reference, other, min_score=0.3, iou=0.98, score_tol=0.01):
+def _assert_match(reference, other, min_score=0.3, iou=0.98, score_tol=0.01, nms_flips=False):
     """Every detection of ``reference`` at ``min_score`` has one in ``other``: same class, box IoU
     >= ``iou``, score within ``score_tol``; and ``other`` has no extra one clear of the threshold.
-    Returns how many were matched."""
-    matched = 0
+    Returns (matched, flipped).
+
+    ``nms_flips``: NMS keeps the higher of two same-class candidates that overlap by more than
+    its IoU threshold (0.5), so where their scores lie within ``score_tol`` of each other, rounding
+    decides which one is kept (seen between TFLite and TF: 0.36365 against 0.3637). A detection
+    without its twin then passes if the other side kept such a rival: same class, IoU > 0.5,
+    score within ``score_tol`` or above. Returns how many passed so, for the caller to bound."""
+    matched, flipped = 0, 0
     keep = reference["scores"] >= min_score
     used = set()
+
+    def rival(box, score, cls, side):
+        return any(side["class_ids"][j] == cls and side["scores"][j] >= score - score_tol
+                   and _iou(box, side["boxes"][j]) > 0.5 for j in range(len(side["scores"])))
     for box, score, cls in zip(reference["boxes"][keep], reference["scores"][keep], reference["class_ids"][keep]):
         candidates = [j for j in range(len(other["scores"])) if j not in used and other["class_ids"][j] == cls
                       and abs(other["scores"][j] - score) <= score_tol and _iou(box, other["boxes"][j]) >= iou]
-        assert candidates, f"no match for class {cls} score {score:.4f} box {box}"
-        used.add(candidates[0])
-        matched += 1
+        if candidates:
+            used.add(candidates[0])
+            matched += 1
+        else:
+            assert nms_flips and rival(box, score, cls, other), f"no match for class {cls} score {score:.4f} box {box}"
+            flipped += 1
     extra = [j for j in range(len(other["scores"])) if j not in used and other["scores"][j] >= min_score + score_tol]
-    assert not extra, f"extra detections {other['scores'][extra]}"
-    return matched
+    for j in extra:
+        assert nms_flips and rival(other["boxes"][j], other["scores"][j], other["class_ids"][j], reference), (
+            f"extra detection: class {other['class_ids'][j]} score {other['scores'][j]:.4f}")
+    return matched, flipped + len(extra)
 
 
 @pytest.mark.slow
@@ -124,7 +142,7 @@ def test_detector_gives_the_same_detections_from_all_four_model_forms(models):
     forms = {name: Detector.load(models[name]) for name in ("run", "keras", "saved_model", "tflite")}
     assert [d.kind for d in forms.values()] == ["keras", "keras", "saved_model", "tflite"]
     results = {name: d.detect(images) for name, d in forms.items()}
-    total = 0
+    total = flips = 0
     for i, image in enumerate(images):
         height, width = image.shape[:2]
         run, keras_file, saved, lite = (results[name][i] for name in forms)
@@ -134,15 +152,19 @@ def test_detector_gives_the_same_detections_from_all_four_model_forms(models):
         # Keras and its SavedModel run the same graph: equal up to float rounding.
         assert len(saved["scores"]) == len(run["scores"]) > 0
         np.testing.assert_allclose(saved["scores"], run["scores"], atol=1e-5)
-        total += _assert_match(run, saved, iou=0.999, score_tol=1e-4)
+        total += _assert_match(run, saved, iou=0.999, score_tol=1e-4)[0]
         # TFLite gets the resized image as uint8 (rounded) and runs its own kernels and NMS.
-        total += _assert_match(saved, lite)
+        matched, flipped = _assert_match(saved, lite, nms_flips=True)
+        total += matched
+        flips += flipped
         for result in (run, saved, lite):
             np.testing.assert_allclose(result["boxes_pixels"], result["boxes"] * [width, height, width, height],
                                        rtol=1e-6)
             assert result["class_names"] == [SHAPE_CLASSES[c] for c in result["class_ids"]]
             assert np.all(result["class_ids"] >= 1) and np.all(np.diff(result["scores"]) <= 1e-6)
     assert total >= 20, total  # the comparison is not vacuous
+    # Near-tied rivals are rare: most detections match exactly (measured: 6 flips, 809 matches).
+    assert flips <= 0.1 * total, (flips, total)
 
 
 @pytest.mark.slow
@@ -170,18 +192,45 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
     assert 0.4 < len(data) / models["tflite"].stat().st_size < 0.6
 
 
+def _found(reference, other, min_score=0.3, iou=0.5, score_tol=0.15):
+    """Of ``reference``'s detections scoring >= ``min_score`` (lists of per-image results), how many
+    ``other`` finds (same class, box IoU >= ``iou``, score within ``score_tol``; each used once).
+    Returns (found, total, score differences of the found)."""
+    found, total, diffs = 0, 0, []
+    for ref, oth in zip(reference, other):
+        used = set()
+        for box, score, cls in zip(ref["boxes"], ref["scores"], ref["class_ids"]):
+            if score < min_score:
+                continue
+            total += 1
+            candidates = [j for j in range(len(oth["scores"])) if j not in used and oth["class_ids"][j] == cls
+                          and abs(oth["scores"][j] - score) <= score_tol and _iou(box, oth["boxes"][j]) >= iou]
+            if candidates:
+                best = max(candidates, key=lambda j: _iou(box, oth["boxes"][j]))
+                used.add(best)
+                found += 1
+                diffs.append(abs(oth["scores"][best] - score))
+    return found, total, np.array(diffs)
+
+
 @pytest.mark.slow
-def test_int8_model_is_integer_small_and_scores_as_the_float_one(models):
-    """int8 weights and activations in the network, under a third of the float file, and AP50 on
-    the built-in validation set (real labels) within 0.05 of the float model's. The README
-    measures the raccoon recipe's model the same way."""
-    from ssd_tf import evaluation
+def test_int8_model_is_integer_small_and_detects_as_the_float_one(models):
+    """int8 weights and activations in the network, under a third of the float file, and the float
+    model's detections on 32 built-in validation images found again by the int8 model.
+
+    Detections, not AP: on a weak detector and 32 images, AP50 moves with a few near-threshold
+    scores. Measured on models of this recipe trained from 4 seeds: int8 AP50 minus float AP50
+    ranged from -0.075 to +0.128, while the int8 model found 89 to 99 % of the float model's
+    detections (score >= 0.3), with a median score difference of 0.007 to 0.017. The float
+    model's own detections differ from CPU to CPU (its training rounds differently), so the
+    bounds hold for any of them: 80 % found, both ways, and a median difference under 0.03."""
+    from ssd_tf import data, evaluation
     from ssd_tf.data.synthetic import builtin_split
 
-    int8 = models["int8"]  # export_tflite(run, folder, "int8", calibration_data="synthetic", calibration_count=16)
-    data = int8.read_bytes()
-    assert len(data) < models["tflite"].stat().st_size / 3
-    interpreter = tflite._interpreter(data)
+    int8 = models["int8"]  # export_tflite(run, folder, "int8", calibration_data="synthetic", calibration_count=8)
+    raw = int8.read_bytes()
+    assert len(raw) < models["tflite"].stat().st_size / 3
+    interpreter = tflite._interpreter(raw)
     tensors = interpreter.get_tensor_details()
     ops = interpreter._get_ops_details()
     convs = [op for op in ops if op["op_name"] == "CONV_2D"]
@@ -190,10 +239,14 @@ def test_int8_model_is_integer_small_and_scores_as_the_float_one(models):
         assert {np.dtype(tensors[i]["dtype"]) for i in (*op["inputs"][:2], *op["outputs"])} == {np.dtype(np.int8)}
     assert not [op for op in ops if op["op_name"].startswith("Flex")]
     val = builtin_split("val", 32, seed=0)
-    float_ap = evaluation.evaluate_model(Detector.load(models["tflite"]), val)["stats"]["AP50"]
-    int8_ap = evaluation.evaluate_model(Detector.load(int8), val)["stats"]["AP50"]
-    assert float_ap > 0.15  # it finds shapes: the comparison means something
-    assert abs(int8_ap - float_ap) <= 0.05, (float_ap, int8_ap)
+    images = [image[0].numpy() for image, _ in data.eval_dataset(val, 1, resize=False)]
+    float_detector = Detector.load(models["tflite"])
+    assert evaluation.evaluate_model(float_detector, val)["stats"]["AP50"] > 0.15  # it finds shapes
+    float_dets, int8_dets = float_detector.detect(images), Detector.load(int8).detect(images)
+    for reference, other in ((float_dets, int8_dets), (int8_dets, float_dets)):
+        found, total, diffs = _found(reference, other)
+        assert total >= 50, total  # the comparison is not vacuous
+        assert found >= 0.8 * total and np.median(diffs) < 0.03, (found, total, np.median(diffs))
 
 
 @pytest.mark.slow  # the session's trained model: about a minute to build
