@@ -33,14 +33,14 @@ class DetectionImages(keras.callbacks.Callback):
     """Writes a few validation images with their drawn detections to TensorBoard every ``every``
     epochs and after the last."""
 
-    def __init__(self, images, log_dir, class_names, score_threshold=0.3, every=1):
+    def __init__(self, images, log_dir, class_names, score_threshold=0.3, every=1, detector=None):
         super().__init__()
         self.images = np.asarray(images, np.float32)
         self.writer = tf.summary.create_file_writer(str(log_dir))
         self.class_names = class_names
         self.score_threshold = score_threshold
         self.every = every
-        self._detector = None
+        self._detector = detector  # a Detector of the model trained, to share its traced graph
 
     def on_epoch_end(self, epoch, logs=None):
         if not is_validation_epoch(epoch, self.every, (self.params or {}).get("epochs")):

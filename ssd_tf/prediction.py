@@ -80,9 +80,9 @@ def predict_files(detector, inputs, output_dir, min_score=0.3):
 
 
 def draw_set_predictions(model, detection_set, output_dir, count=4, min_score=0.3):
-    """Draw ``model``'s detections (score >= ``min_score``) on the first ``count`` images of a
-    DetectionSet or TFRecordSet, at their own size, into ``output_dir`` as JPEGs named after the
-    image files (or ``image-<id>.jpg``). Returns the paths.
+    """Draw the detections (score >= ``min_score``) of ``model`` (a Keras model or a ``Detector``)
+    on the first ``count`` images of a DetectionSet or TFRecordSet, at their own size, into
+    ``output_dir`` as JPEGs named after the image files (or ``image-<id>.jpg``). Returns the paths.
 
     The in-memory counterpart of ``predict_files``: a training run shows what its model finds."""
     output_dir = pathlib.Path(output_dir)
@@ -91,7 +91,7 @@ def draw_set_predictions(model, detection_set, output_dir, count=4, min_score=0.
                                                               getattr(detection_set, "sources", []))
              if isinstance(src, str)}
     paths = []
-    detector = Detector(model, detection_set.class_names)
+    detector = model if isinstance(model, Detector) else Detector(model, detection_set.class_names)
     for image, info in pipeline.eval_dataset(detection_set, 1, resize=False).take(count):
         if not len(image):  # unreadable: named by the pipeline
             continue

@@ -22,6 +22,7 @@ from ssd_tf import data as data_lib
 from ssd_tf import distribute, evaluation, finetune, loop, losses, prediction, validation
 from ssd_tf.backbone import layout_of
 from ssd_tf.config import TrainConfig
+from ssd_tf.detector import Detector
 from ssd_tf.model import build_ssd300
 from ssd_tf.optimizers import TorchSGD
 from ssd_tf.schedules import WarmupSchedule
@@ -83,15 +84,16 @@ def prepare_run_dir(config, chief=True):
     return run
 
 
-def _run_folder_callbacks(config, run, train_set, val_set):
-    """The chief's run-folder writers: TensorBoard, history.csv and drawn detections."""
+def _run_folder_callbacks(config, run, train_set, val_set, detector=None):
+    """The chief's run-folder writers: TensorBoard, history.csv and drawn detections (through
+    ``detector``, when given)."""
     val_columns = list(validation.LOG_KEYS) if val_set is not None and len(val_set) and config.eval_every > 0 else []
     cbs = [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
            callbacks_lib.CSVLogger(str(run / "history.csv"), columns=val_columns, append=True)]
     samples = callbacks_lib.sample_images(val_set, config.val_images)
     if samples is not None:
         cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names,
-                                                 every=config.eval_every))
+                                                 every=config.eval_every, detector=detector))
     return cbs
 
 
@@ -187,14 +189,17 @@ def train(config, callbacks=(), model_fn=None):
         precise_bn = batchnorm.PreciseBN(model, strategy.distribute_datasets_from_function(bn_dataset_fn),
                                          config.precise_bn, strategy)
     has_val = val_set is not None and len(val_set) > 0
+    # One Detector for validation, the TensorBoard images and the final drawings: the model's
+    # detection graph is traced once per run, not once for each.
+    detector = Detector(model, train_set.class_names, train_set.category_ids)
     settings = loop.LoopSettings(
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, global_batch=config.batch_size,
         checkpoint_dir=run / "checkpoints", chief=chief, resume=config.resume,
         validation_epochs=tuple(validation_epochs(config)) if has_val else (),
-        validate=validation.Validation(val_set, config.batch_size, strategy) if has_val else None,
+        validate=validation.Validation(val_set, config.batch_size, strategy, detector=detector) if has_val else None,
         precise_bn=precise_bn, jit_compile=config.jit_compile,
         loss_scaling=config.mixed_precision == "float16", verbose=2 if os.environ.get("CI") else 1)
-    chief_callbacks = _run_folder_callbacks(config, run, train_set, val_set) if chief else []
+    chief_callbacks = _run_folder_callbacks(config, run, train_set, val_set, detector) if chief else []
     history = loop.fit(model, model.optimizer, strategy, dataset_fn, settings, callbacks=callbacks,
                        chief_callbacks=chief_callbacks)
 
@@ -205,7 +210,7 @@ def train(config, callbacks=(), model_fn=None):
     }
     if chief:
         if val_set is not None and len(val_set):
-            summary.update(_final_validation(config, model, val_set, history, run))
+            summary.update(_final_validation(config, detector, val_set, history, run))
         model.save(run / "final.keras")
         (run / "skipped.txt").write_text(
             "\n".join(report + train_set.report.messages + (val_set.report.messages if val_set else [])) + "\n")
@@ -213,14 +218,14 @@ def train(config, callbacks=(), model_fn=None):
     return {"run_dir": run, "model": model, "history": history, "summary": summary}
 
 
-def _final_validation(config, model, val_set, history, run):
-    """The final model's validation mAP and AP50 (the last epoch's, or evaluated now) and a few
-    validation images with its detections drawn, in ``run/predictions/``."""
+def _final_validation(config, detector, val_set, history, run):
+    """The final model's (``detector``'s) validation mAP and AP50 (the last epoch's, or evaluated
+    now) and a few validation images with its detections drawn, in ``run/predictions/``."""
     if config.eval_every > 0 and history.get("val_AP50"):  # a run that validates does so after its last epoch
         stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}
     else:
-        stats = evaluation.evaluate_model(model, val_set, config.batch_size)["stats"]
-    drawn = prediction.draw_set_predictions(model, val_set, run / "predictions", count=max(config.val_images, 1))
+        stats = evaluation.evaluate_model(detector, val_set, config.batch_size)["stats"]
+    drawn = prediction.draw_set_predictions(detector, val_set, run / "predictions", count=max(config.val_images, 1))
     return {"val_mAP": round(float(stats["AP"]), 4), "val_AP50": round(float(stats["AP50"]), 4),
             "predictions": str(run / "predictions"), "predictions_drawn": len(drawn)}
 

@@ -24,22 +24,25 @@ class Validation:
     val_cls_loss (per image, inference mode, as Keras' fit reports them), val_mAP, val_AP50}.
 
     A collective under MultiWorkerMirroredStrategy: every worker calls it, and gets the same numbers.
-    ``coco=False`` skips the COCO metric.
+    ``coco=False`` skips the COCO metric. ``detector``: a ``Detector`` of the model validated, to
+    share its traced graph (a training run's drawings use the same one).
     """
 
-    def __init__(self, detection_set, batch_size, strategy=None, coco=True):
+    def __init__(self, detection_set, batch_size, strategy=None, coco=True, detector=None):
         self.detection_set = detection_set
         self.batch_size = batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
         self.coco = coco
         self.share = distribute.worker_share(self.strategy)
-        self._model = self._predict = self._detector = None
+        self._model = self._predict = None
+        self._detector = detector
 
     def _bind(self, model):
         if self._model is not model:  # traced once per model, not once per validation
             self._model = model
             self._predict = tf.function(lambda images: model(images, training=False))
-            self._detector = Detector(model)
+            if self._detector is None or self._detector.model is not model:
+                self._detector = Detector(model)
 
     def losses(self, model):
         """{val_loss, val_loc_loss, val_cls_loss} over every worker's share."""

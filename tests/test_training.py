@@ -620,6 +620,27 @@ def _tiny_config(output, **overrides):
                                  output=str(output), val_images=0, eval_every=0, precise_bn=0, seed=0), **overrides})
 
 
+@pytest.mark.slow
+def test_a_run_traces_its_detection_graph_once(tmp_path, monkeypatch):
+    """Validation, the TensorBoard images and the final drawings detect through one Detector: the
+    model's detection graph is traced once per run, not once for each."""
+    from ssd_tf import detector, serving
+
+    modules = []
+
+    class Counted(serving.ServingModule):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            modules.append(self)
+    monkeypatch.setattr(detector, "ServingModule", Counted)
+    result = training.train(_tiny_config(tmp_path / "run", val_images=2, eval_every=1), model_fn=_tiny_ssd)
+    assert len(result["history"]["val_mAP"]) == 1  # validated, with TensorBoard images, and drew:
+    assert len(list((tmp_path / "run" / "predictions").glob("*.jpg"))) == 2
+    assert list((tmp_path / "run" / "logs" / "images").glob("events.out.tfevents.*"))
+    assert len(modules) == 1
+    assert modules[0].detect.experimental_get_tracing_count() == 1
+
+
 def test_xla_training_step_trains_as_the_plain_one(tmp_path, caplog):
     caplog.set_level("INFO")
     assert loop.resolve_jit_compile("auto", tf.distribute.get_strategy()) is False  # Keras' choice on a CPU
