@@ -103,6 +103,13 @@ def _test_images(count_voc=3, count_builtin=5):
     return images
 
 
+def _candidates(box, score, cls, other, used, iou, score_tol):
+    """Indices of ``other``'s detections not in ``used`` that can be (``box``, ``score``, ``cls``)
+    found again: same class, score within ``score_tol``, box IoU >= ``iou``."""
+    return [j for j in range(len(other["scores"])) if j not in used and other["class_ids"][j] == cls
+            and abs(other["scores"][j] - score) <= score_tol and _iou(box, other["boxes"][j]) >= iou]
+
+
 def _assert_match(reference, other, min_score=0.3, iou=0.98, score_tol=0.01, nms_flips=False):
     """Every detection of ``reference`` at ``min_score`` has one in ``other``: same class, box IoU
     >= ``iou``, score within ``score_tol``; and ``other`` has no extra one clear of the threshold.
@@ -121,8 +128,7 @@ def _assert_match(reference, other, min_score=0.3, iou=0.98, score_tol=0.01, nms
         return any(side["class_ids"][j] == cls and side["scores"][j] >= score - score_tol
                    and _iou(box, side["boxes"][j]) > 0.5 for j in range(len(side["scores"])))
     for box, score, cls in zip(reference["boxes"][keep], reference["scores"][keep], reference["class_ids"][keep]):
-        candidates = [j for j in range(len(other["scores"])) if j not in used and other["class_ids"][j] == cls
-                      and abs(other["scores"][j] - score) <= score_tol and _iou(box, other["boxes"][j]) >= iou]
+        candidates = _candidates(box, score, cls, other, used, iou, score_tol)
         if candidates:
             used.add(candidates[0])
             matched += 1
@@ -203,8 +209,7 @@ def _found(reference, other, min_score=0.3, iou=0.5, score_tol=0.15):
             if score < min_score:
                 continue
             total += 1
-            candidates = [j for j in range(len(oth["scores"])) if j not in used and oth["class_ids"][j] == cls
-                          and abs(oth["scores"][j] - score) <= score_tol and _iou(box, oth["boxes"][j]) >= iou]
+            candidates = _candidates(box, score, cls, oth, used, iou, score_tol)
             if candidates:
                 best = max(candidates, key=lambda j: _iou(box, oth["boxes"][j]))
                 used.add(best)
