@@ -219,8 +219,8 @@ def train(config, callbacks=(), model_fn=None):
 
 
 def _final_validation(config, detector, val_set, history, run):
-    """The final model's (``detector``'s) validation mAP and AP50 (the last epoch's, or evaluated
-    now) and a few validation images with its detections drawn, in ``run/predictions/``."""
+    """The validation mAP and AP50 of the final model (``detector``'s): the last epoch's, or
+    evaluated now; and a few validation images with its detections drawn, in ``run/predictions/``."""
     if config.eval_every > 0 and history.get("val_AP50"):  # a run that validates does so after its last epoch
         stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}
     else:
