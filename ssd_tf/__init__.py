@@ -7,9 +7,15 @@ The names below and the submodules (``ssd_tf.training``, ``ssd_tf.data``, ...) a
 use, so ``import ssd_tf`` and the scripts' ``--help`` don't load TensorFlow. ``ssd_tf.model`` (which
 building, loading or running a model imports) registers every Keras-serializable class of the
 library, so a saved .keras model then loads with ``keras.models.load_model`` too.
+
+Imported before TensorFlow, on x86, it turns TensorFlow's oneDNN kernels on where TensorFlow would
+leave them off (see ``ssd_tf.cpu_kernels``); ``TF_ENABLE_ONEDNN_OPTS=0`` opts out.
 """
 
+from ssd_tf.cpu_kernels import prefer_onednn
 from ssd_tf.lazy import exports
+
+prefer_onednn()
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+import ssd_tf  # before any test loads TensorFlow: its oneDNN kernels on, as the scripts have them
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -51,8 +53,6 @@ def ssd21():
     """One random-init SSD300 (21 classes), built once (building costs seconds), seeded so every
     run sees the same weights."""
     import keras
-
-    import ssd_tf
 
     keras.utils.set_random_seed(0)
     return ssd_tf.build_ssd300(num_classes=21)
