@@ -151,6 +151,7 @@ def test_zero_init_residual_zeroes_only_each_bottlenecks_last_batch_norm_scale()
     np.testing.assert_allclose(block_out, np.maximum(block_in, 0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_files_saved_before_layouts_load_as_keras_layout_and_predict_as_before(tmp_path):
     """A .keras file and a weights-only run folder written by the code before backbone layouts
     (commit 41914b7) load as the keras.applications layout and give the outputs that code gave.

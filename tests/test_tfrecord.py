@@ -56,6 +56,7 @@ def test_records_round_trip_boxes_labels_and_images(voc_records):
         np.testing.assert_allclose(ya.numpy(), yb.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_records_shard_by_file_per_worker_and_shuffle_with_a_seed(voc_records):
     _, out = voc_records
     records = data.read_tfrecords(out, "train")

@@ -641,6 +641,7 @@ def test_a_run_traces_its_detection_graph_once(tmp_path, monkeypatch):
     assert modules[0].detect.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_xla_training_step_trains_as_the_plain_one(tmp_path, caplog):
     caplog.set_level("INFO")
     assert loop.resolve_jit_compile("auto", tf.distribute.get_strategy()) is False  # Keras' choice on a CPU
@@ -667,6 +668,7 @@ def test_xla_training_step_trains_as_the_plain_one(tmp_path, caplog):
         training.train(_tiny_config(tmp_path / "few", jit_compile="on"), model_fn=lambda n: _tiny_ssd(n - 1))
 
 
+@pytest.mark.slow
 def test_float16_steps_scale_the_loss_and_keep_weights_finite(tmp_path):
     training.set_precision("float16")
     try:
