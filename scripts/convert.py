@@ -15,7 +15,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import cli  # noqa: E402
+from ssd_tf.cli import errors as cli  # noqa: E402
 from ssd_tf.data.kinds import parse_classes  # noqa: E402
 from ssd_tf.data.kinds import CONVERTIBLE  # noqa: E402
 

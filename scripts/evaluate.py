@@ -14,7 +14,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import cli  # noqa: E402
+from ssd_tf.cli import errors as cli  # noqa: E402
 from ssd_tf.data.kinds import KINDS, parse_classes  # noqa: E402
 
 
@@ -38,9 +38,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ssd_tf import evaluation  # after parsing: --help answers without TensorFlow
+    from ssd_tf.cli.evaluate import evaluate_model_from  # after parsing: --help answers without TensorFlow
+    from ssd_tf.evaluation import coco_metric as evaluation
     with cli.user_errors():
-        report, dataset = evaluation.evaluate_artifact(
+        report, dataset = evaluate_model_from(
             args.model, args.dataset, args.data_dir, args.split, parse_classes(args.classes), args.batch_size,
             args.seed, args.synthetic_images)
     print(f"{args.model} on {dataset.name} ({len(dataset)} images, {report['num_detections']} detections; "

@@ -52,18 +52,21 @@ def main(argv=None):
     if args.format == "tflite" and args.version is not None:
         p.error("--version is for --format saved_model; give --output for a TFLite model")
 
-    from ssd_tf import cli, export
+    from ssd_tf.cli import errors as cli
+
+    from ssd_tf.cli.export import export_saved_model_from
+    from ssd_tf.export import export_tflite
     thresholds = dict(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                       max_detections=args.max_detections)
     with cli.user_errors():
         if args.format == "tflite":
             output = args.output or os.path.join(args.output_root, f"{args.name}-tflite-{args.quantize}")
-            path = export.export_tflite(args.model, output, args.quantize, args.calibration_data,
+            path = export_tflite(args.model, output, args.quantize, args.calibration_data,
                                         args.calibration_images, args.num_classes, **thresholds)
             print(f"TFLite model written to {path} ({os.path.getsize(path) / 1e6:.1f} MB, {args.quantize}), "
                   f"with labels.txt and classes.json beside it")
             return
-        path = export.export_from_artifact(args.model, args.output_root, args.name, args.version, args.num_classes,
+        path = export_saved_model_from(args.model, args.output_root, args.name, args.version, args.num_classes,
                                            args.dtype, **thresholds)
     print(f"SavedModel written to {path} (signatures: serving_default [image_bytes], serve_images [images]; "
           f"warm-up requests in assets.extra)")

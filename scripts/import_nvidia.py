@@ -25,7 +25,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ssd_tf import cli, nvidia, torch_weights  # after parsing: --help answers without TensorFlow
+    from ssd_tf.cli import errors as cli  # after parsing: --help answers without TensorFlow
+    from ssd_tf.modeling import nvidia
+    from ssd_tf.modeling import torch_weights
 
     with cli.user_errors(torch_weights.WeightsError, ImportError):
         output, model = nvidia.import_nvidia(args.checkpoint, args.output, args.num_classes)

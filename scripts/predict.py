@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf import cli  # noqa: E402
+from ssd_tf.cli import errors as cli  # noqa: E402
 
 
 def build_parser():
@@ -24,11 +24,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ssd_tf import prediction  # after parsing: --help answers without TensorFlow
-    from ssd_tf.detector import Detector
+    from ssd_tf.data.images import list_images  # after parsing: --help answers without TensorFlow
+    from ssd_tf.inference import prediction
+    from ssd_tf.inference.detector import Detector
     with cli.user_errors():
         detector = Detector.load(args.model)
-        payload = prediction.predict_files(detector, prediction.list_images(args.inputs), args.output, args.min_score)
+        payload = prediction.predict_files(detector, list_images(args.inputs), args.output, args.min_score)
     total = sum(len(i["detections"]) for i in payload["images"])
     print(f"{len(payload['images'])} image(s), {total} detection(s) >= {args.min_score} -> {args.output}/"
           + (f"; skipped {len(payload['skipped'])}: " + "; ".join(payload["skipped"]) if payload["skipped"] else ""))

@@ -15,11 +15,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ssd_tf.config import (BACKBONE_LAYOUTS, DATASETS, JIT_COMPILE, PRECISIONS, SCHEDULES, STRATEGIES,  # noqa: E402
+from ssd_tf.training.config import (BACKBONE_LAYOUTS, DATASETS, JIT_COMPILE, PRECISIONS, SCHEDULES, STRATEGIES,  # noqa: E402
                            TrainConfig)
 
 DEFAULTS = TrainConfig()  # the one source of every default; data-set defaults come from resolved()
-from ssd_tf import cli  # noqa: E402
+from ssd_tf.cli import errors as cli  # noqa: E402
 from ssd_tf.data.kinds import parse_classes  # noqa: E402
 
 
@@ -116,8 +116,8 @@ def main(argv=None):
     args = parse_args(argv)  # --help and option errors answer here, before TensorFlow loads
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving's INFO lines, every epoch
-    from ssd_tf import training
-    from ssd_tf.callbacks import TrainingDiverged
+    from ssd_tf.training import run as training
+    from ssd_tf.training.callbacks import TrainingDiverged
     try:
         with cli.user_errors():  # a user error: one line, exit 2
             result = training.train(config_from_args(args))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ssd_tf
-from ssd_tf import anchors
+from ssd_tf.core import anchors
 
 
 def test_count_and_shape():
@@ -48,8 +48,8 @@ def test_level_offsets():
 
 
 def test_equals_seed():
-    seed = pytest.importorskip("seed_reference")
-    np.testing.assert_array_equal(ssd_tf.default_boxes(), seed.dboxes300_coco()(order="xywh").numpy())
+    design = pytest.importorskip("reference.design")
+    np.testing.assert_array_equal(ssd_tf.default_boxes(), design.dboxes300_coco()(order="xywh").numpy())
 
 
 def test_returned_array_is_a_copy():

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import random_gt_boxes
-from ssd_tf import boxes as box_ops
+from ssd_tf.core import boxes as box_ops
 from ssd_tf.data import augment
 
 
@@ -130,10 +130,10 @@ ADJUSTMENTS = [  # (ours, the seed's PIL name, factor, max abs difference in 0..
 
 
 def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     pil, pixels = _photo()
     for ours, name, factor, tolerance in ADJUSTMENTS:
-        expected = np.asarray(getattr(seed, name)(pil, factor)).astype(np.float32)
+        expected = np.asarray(getattr(design, name)(pil, factor)).astype(np.float32)
         got = ours(tf.constant(pixels), factor).numpy()
         # PIL works in uint8 (rounded grey levels, truncated blends): within a level or so.
         assert np.abs(got - expected).max() <= tolerance + 1e-3, (name, factor, np.abs(got - expected).max())
@@ -141,10 +141,10 @@ def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
 
 
 def test_hue_shift_equals_the_seeds_pil_hsv_shift():
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     pil, pixels = _photo()
     for delta in (-0.05, 0.05):
-        expected = np.asarray(seed.adjust_hue(pil, delta)).astype(np.float32)
+        expected = np.asarray(design.adjust_hue(pil, delta)).astype(np.float32)
         got = augment.adjust_hue(tf.constant(pixels), delta).numpy()
         diff = np.abs(got - expected)
         # PIL quantises hue to 1/256 of a turn (the shift to int(delta * 255)) and its HSV to uint8.
@@ -153,7 +153,7 @@ def test_hue_shift_equals_the_seeds_pil_hsv_shift():
 
 
 def test_jitter_composes_the_four_adjustments_as_the_seed_does():
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     pil, pixels = _photo()
     factors = {"adjust_brightness": 1.1, "adjust_contrast": 0.6, "adjust_saturation": 1.45, "adjust_hue": 0.04}
     identity = {"adjust_brightness": 1.0, "adjust_contrast": 1.0, "adjust_saturation": 1.0, "adjust_hue": 0.0}
@@ -162,14 +162,14 @@ def test_jitter_composes_the_four_adjustments_as_the_seed_does():
     for name in names:
         alone = {**identity, name: factors[name]}
         got = augment.apply_jitter(tf.constant(pixels), *alone.values(), tf.constant([3, 1, 0, 2])).numpy()
-        diff = np.abs(got - np.asarray(getattr(seed, name)(pil, factors[name])).astype(np.float32))
+        diff = np.abs(got - np.asarray(getattr(design, name)(pil, factors[name])).astype(np.float32))
         assert np.percentile(diff, 99) < 6 and diff.mean() < 1.0, (name, diff.mean())
     # All four: the seed rounds to uint8 after each step, so differences add up to a level or two.
     # (The order matters only through clipping: these adjustments nearly commute.)
     for order in ([2, 0, 3, 1], [1, 3, 0, 2]):
         expected = pil
         for i in order:
-            expected = getattr(seed, names[i])(expected, factors[names[i]])
+            expected = getattr(design, names[i])(expected, factors[names[i]])
         got = augment.apply_jitter(tf.constant(pixels), *factors.values(), tf.constant(order)).numpy()
         diff = np.abs(got - np.asarray(expected).astype(np.float32))
         assert diff.mean() < 2.0 and np.percentile(diff, 99) < 6, (order, diff.mean(), np.percentile(diff, 99))

@@ -7,12 +7,14 @@ import pytest
 
 from conftest import ROOT
 
-SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
+SCRIPTS = sorted((ROOT / "scripts").glob("*.py")) + [ROOT / "benchmarks" / "__main__.py"]  # python -m benchmarks
+NAMES = [p.parent.name if p.stem == "__main__" else p.stem for p in SCRIPTS]
 
 
 def _script(path):
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    if path.parent.name == "scripts":  # python -m benchmarks imports as a package, from the root
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -24,7 +26,7 @@ def _parsers(parser):
     return [parser] + subs
 
 
-@pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+@pytest.mark.parametrize("path", SCRIPTS, ids=NAMES)
 def test_every_option_has_help(path):
     parser = _script(path).build_parser()
     missing = [a.dest for p in _parsers(parser) for a in p._actions if not a.help and a.dest != "help"]
@@ -43,14 +45,14 @@ def _user_error(tmp_path):
         "convert": (["--dataset", "voc", "--data-dir", str(missing), "--output", str(tmp_path / "records")],
                     str(missing)),
         "import_nvidia": ([str(not_a_model), "--output", str(tmp_path / "imported")], "notes.txt"),
-        "benchmark": (["inference", "--images-dir", str(tmp_path / "empty")], "empty"),
+        "benchmarks": (["inference", "--images-dir", str(tmp_path / "empty")], "empty"),
     }
 
 
-@pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+@pytest.mark.parametrize("path", SCRIPTS, ids=NAMES)
 def test_a_user_error_is_one_line_and_exit_status_2(path, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    argv, named = _user_error(tmp_path)[path.stem]
+    argv, named = _user_error(tmp_path)[NAMES[SCRIPTS.index(path)]]
     if path.stem == "import_nvidia":
         pytest.importorskip("torch")
     if path.stem == "train":  # a class name the data set doesn't have is a user error too
@@ -76,7 +78,7 @@ def test_help_answers_without_tensorflow():
                 runpy.run_path(path, run_name="__main__")
             except SystemExit as exit:
                 assert exit.code == 0, (path, exit.code)
-        import ssd_tf, ssd_tf.data, ssd_tf.config, ssd_tf.data.kinds
+        import ssd_tf, ssd_tf.data, ssd_tf.training.config, ssd_tf.data.kinds
         loaded = sorted(m for m in ("tensorflow", "keras", "torch") if m in sys.modules)
         print("LOADED", loaded, file=sys.stderr)
     """

@@ -12,8 +12,14 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import ROOT, built_once, shared_data
-from ssd_tf import loading, export, tflite
-from ssd_tf.detector import Detector
+from ssd_tf.inference import loading
+from ssd_tf import export
+from ssd_tf.cli.evaluate import evaluate_model_from
+from ssd_tf.cli.export import export_saved_model_from
+from ssd_tf.data.calibration import calibration_images
+from ssd_tf.export.tflite import TFLiteModule
+from ssd_tf.inference import tflite_runner as tflite
+from ssd_tf.inference.detector import Detector
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
 
@@ -77,7 +83,7 @@ def models(tmp_path_factory):
         (root / "run").mkdir()
         model.save(root / "run" / "final.keras")
         loading.write_classes(root / "run" / "classes.json", SHAPE_CLASSES)
-        export.export_from_artifact(root / "run", root / "saved_models", "shapes")
+        export_saved_model_from(root / "run", root / "saved_models", "shapes")
         export.export_tflite(root / "run", root / "tflite-none")
         export.export_tflite(root / "run", root / "tflite-int8", "int8", calibration_data="synthetic",
                              calibration_count=8)
@@ -94,7 +100,7 @@ def _test_images(count_voc=3, count_builtin=5):
     """Real photos of different sizes (VOC, one grayscale) and built-in set validation images."""
     from ssd_tf import data
     from ssd_tf.data.synthetic import builtin_split
-    from ssd_tf.prediction import load_image
+    from ssd_tf.data.images import load_image
 
     folder = shared_data("voc2012_sample", "VOC2012", "JPEGImages")
     images = [load_image(p) for p in sorted(folder.glob("*.jpg"))[:count_voc]]
@@ -229,7 +235,8 @@ def test_int8_model_is_integer_small_and_detects_as_the_float_one(models):
     detections (score >= 0.3), with a median score difference of 0.007 to 0.017. The float
     model's own detections differ from CPU to CPU (its training rounds differently), so the
     bounds hold for any of them: 80 % found, both ways, and a median difference under 0.03."""
-    from ssd_tf import data, evaluation
+    from ssd_tf import data
+    from ssd_tf.evaluation import coco_metric as evaluation
     from ssd_tf.data.synthetic import builtin_split
 
     int8 = models["int8"]  # export_tflite(run, folder, "int8", calibration_data="synthetic", calibration_count=8)
@@ -261,19 +268,19 @@ def test_calibration_and_model_errors_come_before_conversion(models, tmp_path):
     with pytest.raises(ValueError, match="needs --calibration-data"):
         export.export_tflite(models["run"], tmp_path / "a", "int8")
     with pytest.raises(ValueError, match="nowhere: no such folder"):
-        export.calibration_images(tmp_path / "nowhere")
+        calibration_images(tmp_path / "nowhere")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(ValueError, match="broken: no readable images"):
-        export.calibration_images(broken)
+        calibration_images(broken)
     assert not (tmp_path / "a").exists()
     # A model the op can't take: another input size.
     inputs = keras.Input((320, 320, 3))
     x = keras.layers.GlobalAveragePooling2D()(inputs)
     wrong = keras.Model(inputs, keras.layers.Reshape((8732, 6))(keras.layers.Dense(8732 * 6)(x)))
     with pytest.raises(ValueError, match="needs a 300x300x3 input; the model takes \\(320, 320, 3\\)"):
-        tflite.TFLiteModule(wrong)
+        TFLiteModule(wrong)
 
 
 def test_tflite_files_that_are_not_detectors_are_refused(tmp_path):
@@ -316,7 +323,7 @@ def test_export_never_overwrites(models, tmp_path):
     marker = models["saved_model"] / "marker"
     marker.write_text("the user's")
     with pytest.raises(FileExistsError, match="1 already exists; not overwriting"):
-        export.export_from_artifact(models["run"], root, "shapes", version=1)
+        export_saved_model_from(models["run"], root, "shapes", version=1)
     assert marker.read_text() == "the user's"
     with pytest.raises(FileExistsError, match="model.tflite already exists"):
         export.export_tflite(models["run"], models["tflite"].parent)
@@ -334,7 +341,8 @@ def test_export_never_overwrites(models, tmp_path):
 def test_a_saved_model_without_class_names_predicts_and_evaluates_with_generic_names(models, tmp_path):
     import shutil
 
-    from ssd_tf import evaluation, prediction
+
+    from ssd_tf.inference import prediction
 
     bare = tmp_path / "bare"
     shutil.copytree(models["saved_model"], bare)
@@ -345,7 +353,7 @@ def test_a_saved_model_without_class_names_predicts_and_evaluates_with_generic_n
     payload = prediction.predict_files(detector, sorted(folder.glob("*.jpg"))[:2], tmp_path / "out", min_score=0.2)
     names = {d["class_name"] for image in payload["images"] for d in image["detections"]}
     assert names and names <= {"class_1", "class_2", "class_3"}
-    report, _ = evaluation.evaluate_artifact(bare, "synthetic", synthetic_images=16)
+    report, _ = evaluate_model_from(bare, "synthetic", synthetic_images=16)
     assert set(report["per_class_ap50"]) == {"circle", "square", "triangle"}  # the data set's names
     json.dumps(payload)  # serialisable as written
 
@@ -353,30 +361,30 @@ def test_a_saved_model_without_class_names_predicts_and_evaluates_with_generic_n
 @pytest.mark.slow
 def test_inference_benchmark_runs_every_path_at_a_tiny_size(models):
     """On the session's model and its exports as they are (the benchmark exports a random-weight
-    model itself only when not given them, through export_saved_model and tflite.convert, as tested
+    model itself only when not given them, through export_saved_model and export.convert, as tested
     above)."""
     pytest.importorskip("torch")
     files = {"saved_model": models["saved_model"], "tflite_float32": models["tflite"], "tflite_int8": models["int8"]}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "inference", "--images", "2",
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "inference", "--images", "2",
                              "--passes", "1", "--batch-sizes", "1,2", "--threads", "1", "--model", str(models["run"]),
                              "--saved-model", str(files["saved_model"]), "--tflite", str(files["tflite_float32"]),
                              "--tflite-int8", str(files["tflite_int8"])],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["threads"] == 1 and report["images"] == 2
     assert report["num_classes"] == len(SHAPE_CLASSES)  # the model given, not a random 21-class one
     assert report["prebuilt"] == {name: str(path) for name, path in files.items()}  # measured, not re-exported
-    expected = {f"{name}_b{b}" for name in ("keras", "saved_model_bytes", "saved_model_images", "seed",
-                                            "seed_network_only") for b in (1, 2)}
+    expected = {f"{name}_b{b}" for name in ("keras", "saved_model_bytes", "saved_model_images", "reference",
+                                            "reference_network_only") for b in (1, 2)}
     expected |= {"tflite_float32_b1", "tflite_int8_b1"}
     assert set(report["rates"]) == expected
     for name, entry in report["rates"].items():
         assert entry["images_per_s_median"] > 0
-        if not name.startswith("seed"):
+        if not name.startswith("reference"):
             ours = entry["images_per_s_median"]
-            seed = report["rates"][f"seed_b{name[-1]}"]["images_per_s_median"]
-            assert entry["vs_seed"] == pytest.approx(ours / seed)
+            reference = report["rates"][f"reference_b{name[-1]}"]["images_per_s_median"]
+            assert entry["vs_reference"] == pytest.approx(ours / reference)
 
 
 @pytest.mark.slow  # the session's trained model: about a minute to build
@@ -423,8 +431,8 @@ def test_a_float16_trained_model_serves_in_float32_unless_asked(tmp_path):
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
         return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
 
-    default = Detector.load(export.export_from_artifact(run, tmp_path / "saved_models", "f16"))
-    kept = Detector.load(export.export_from_artifact(run, tmp_path / "saved_models", "f16", dtype="model"))
+    default = Detector.load(export_saved_model_from(run, tmp_path / "saved_models", "f16"))
+    kept = Detector.load(export_saved_model_from(run, tmp_path / "saved_models", "f16", dtype="model"))
     assert conv_dtypes(default) == {"float32"}
     assert conv_dtypes(kept) == {"float16"}
     image = np.random.default_rng(0).integers(0, 255, (1, 200, 300, 3), np.uint8)

@@ -4,18 +4,19 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import random_gt_boxes
-from ssd_tf import boxes as box_ops, encoding
+from ssd_tf.core import boxes as box_ops
+from ssd_tf.core import encoding
 
 torch = pytest.importorskip("torch")
-seed = pytest.importorskip("seed_reference")
-SEED_ENCODER = seed.Encoder(seed.dboxes300_coco())
+design = pytest.importorskip("reference.design")
+REFERENCE_ENCODER = design.Encoder(design.dboxes300_coco())
 ANCHORS = ssd_tf.default_boxes()
 
 
 def _seed_encode(boxes, labels):
     """Seed's encode + its loss' _location_vec -> (offsets [A, 4], labels [A])."""
-    gloc, glabel = SEED_ENCODER.encode(torch.tensor(boxes), torch.tensor(labels, dtype=torch.int64))
-    loss = seed.Loss(seed.dboxes300_coco())
+    gloc, glabel = REFERENCE_ENCODER.encode(torch.tensor(boxes), torch.tensor(labels, dtype=torch.int64))
+    loss = design.Loss(design.dboxes300_coco())
     offsets = loss._location_vec(gloc.T[None])[0].T
     return offsets.numpy(), glabel.numpy()
 

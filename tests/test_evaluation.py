@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
-from ssd_tf import data, evaluation
+from ssd_tf import data
+from ssd_tf.evaluation import coco_metric as evaluation
+from ssd_tf.training.callbacks import COCOEvaluation
+from ssd_tf.training.validation import is_validation_epoch
 
 KNOWN = [0.503647, 0.696973, 0.571667, 0.593252, 0.557991, 0.489363, 0.386813, 0.59368, 0.595353, 0.654764,
          0.60313, 0.553744]
@@ -81,7 +84,9 @@ def _one_box_answer(s, slot, gain=8.0):
     reads of scores, is the model's."""
     from PIL import Image
 
-    from ssd_tf import anchors, boxes
+    from ssd_tf.core import anchors
+
+    from ssd_tf.core import boxes
 
     box = boxes.cxcywh_to_xyxy(anchors.default_boxes(anchors.SSD300)[slot]).numpy()
     levels = np.array([np.asarray(Image.open(s.describe(i)).convert("RGB"), np.float64).mean() for i in range(len(s))])
@@ -114,13 +119,13 @@ def test_evaluate_model_scores_known_detections_as_pycocotools_does():
         np.testing.assert_allclose(list(report["stats"].values()), official.stats, atol=1e-6)
     # The epoch callback writes the same numbers into the logs.
     logs = {}
-    callback = evaluation.COCOEvaluation(s, every=1, batch_size=3)
+    callback = COCOEvaluation(s, every=1, batch_size=3)
     callback.set_model(model)
     callback.on_epoch_end(0, logs)
     assert logs["val_mAP"] == pytest.approx(official.stats[0], abs=1e-6)
     assert logs["val_AP50"] == pytest.approx(official.stats[1], abs=1e-6)
     # Every 2 epochs: the first epoch logs nothing.
-    every_other = evaluation.COCOEvaluation(s, every=2, batch_size=3)
+    every_other = COCOEvaluation(s, every=2, batch_size=3)
     every_other.set_model(model)
     first, second = {}, {}
     every_other.on_epoch_end(0, first)
@@ -194,11 +199,11 @@ def test_coco_evaluation_is_the_official_metric_on_the_instances_file(tmp_path):
 
 def test_validation_epochs_are_every_nth_and_the_last():
     def validated(every, epochs):
-        return [e + 1 for e in range(epochs) if evaluation.is_validation_epoch(e, every, epochs)]
+        return [e + 1 for e in range(epochs) if is_validation_epoch(e, every, epochs)]
 
     assert validated(3, 7) == [3, 6, 7]
     assert validated(3, 6) == [3, 6]
     assert validated(1, 3) == [1, 2, 3]
     assert validated(0, 3) == []
     assert validated(4, 2) == [2]
-    assert not evaluation.is_validation_epoch(4, 3)  # number of epochs unknown: every 3rd only
+    assert not is_validation_epoch(4, 3)  # number of epochs unknown: every 3rd only

@@ -13,8 +13,12 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import built_once, shared_data
-from ssd_tf import loading, export
-from ssd_tf.detector import Detector
+from ssd_tf.inference import loading
+from ssd_tf.cli.evaluate import evaluate_model_from
+from ssd_tf.cli.export import export_saved_model_from
+from ssd_tf.export.saved_model import next_version
+from ssd_tf.training.callbacks import COCOEvaluation
+from ssd_tf.inference.detector import Detector
 from ssd_tf.data.resize import resize_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -49,7 +53,7 @@ def run_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(run_folder, tmp_path_factory):
     root = built_once(tmp_path_factory, "raccoon-saved-models",
-                      lambda root: export.export_from_artifact(run_folder, root, "raccoon"))
+                      lambda root: export_saved_model_from(run_folder, root, "raccoon"))
     path = root / "raccoon" / "1"
     assert (path / "saved_model.pb").is_file()
     return path
@@ -68,7 +72,7 @@ def test_saved_model_layout_and_single_copy_of_variables(exported, run_folder):
     size = sum(p.stat().st_size for p in (exported / "variables").iterdir())
     params = loading.load_keras_model(run_folder).count_params()
     assert params * 4 < size < params * 4 * 1.2  # float32, stored once (twice would be 2x)
-    assert export.next_version(exported.parent) == 2
+    assert next_version(exported.parent) == 2
 
 
 @pytest.mark.slow
@@ -181,7 +185,9 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
     sys.path.insert(0, str(ROOT / "scripts"))
     import evaluate as evaluate_cli
 
-    from ssd_tf import data, evaluation
+    from ssd_tf import data
+
+    from ssd_tf.evaluation import coco_metric as evaluation
 
     source = shared_data("raccoon", "VOC2007")
     voc = tmp_path / "VOC2007"  # the raccoon set with a 20-image val split
@@ -194,7 +200,7 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
     assert len(val) == 20 and sum(len(labels) for labels in val.labels) == 22
     model = loading.load_keras_model(run_folder)
     logs, reports, results = {}, [], []
-    callback = evaluation.COCOEvaluation(val, every=1)
+    callback = COCOEvaluation(val, every=1)
     callback.set_model(model)
     with monkeypatch.context() as spy:  # the callback's own report and detections, kept to compare
         def keep(found, fn):
@@ -233,7 +239,6 @@ def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
     """Every way of naming a model raises, naming the file, when its weights don't fit."""
     import keras
 
-    from ssd_tf import evaluation
 
     model = loading.load_keras_model(run_folder)  # 2 classes
     three = ("background", "a", "b")
@@ -284,18 +289,26 @@ def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
     # Export, prediction and evaluation refuse them too: they load through load_keras_model, which
     # refuses each kind above, so each is tried on one kind (each try builds an SSD300).
     with pytest.raises(ValueError, match="latest.weights.h5: weights do not fit"):
-        export.export_from_artifact(backup_run, tmp_path / "saved_models", "bad")
+        export_saved_model_from(backup_run, tmp_path / "saved_models", "bad")
     with pytest.raises(ValueError, match="ckpt-1: checkpoint does not fit"):
         Detector.load(foreign_run)
     with pytest.raises(ValueError, match="ckpt-1: checkpoint does not fit"):
-        evaluation.evaluate_artifact(classes_run, "synthetic")
+        evaluate_model_from(classes_run, "synthetic")
     assert not (tmp_path / "saved_models").exists()
 
 
 def test_training_run_predictions_are_drawn_at_each_images_own_size(tmp_path):
     from PIL import Image
 
-    from ssd_tf import anchors, boxes, data, prediction, visualize
+    from ssd_tf import data
+
+    from ssd_tf.core import anchors
+
+    from ssd_tf.core import boxes
+
+    from ssd_tf.inference import prediction
+
+    from ssd_tf.inference import drawing as visualize
     from test_evaluation import _one_box_model
 
     val_set = data.make_synthetic(3, seed=5)  # 320x240 images held as JPEG bytes

@@ -8,8 +8,11 @@ import pytest
 
 import ssd_tf
 from conftest import shared_data
-from ssd_tf import loading, data, finetune, training
-from ssd_tf.config import TrainConfig
+from ssd_tf import data
+from ssd_tf.inference import loading
+from ssd_tf.training import finetune
+from ssd_tf.training import run as training
+from ssd_tf.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")

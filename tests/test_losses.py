@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import random_gt_boxes
-from ssd_tf import losses
+from ssd_tf.modeling import losses
 
 A = 8732
 
@@ -80,7 +80,7 @@ def test_matches_numpy_reimplementation():
 
 def test_matches_seed():
     torch = pytest.importorskip("torch")
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     rng = np.random.default_rng(2)
     batch, num_classes = 3, 21
     gt_sets = [random_gt_boxes(rng, n) for n in (1, 4, 0)]
@@ -88,8 +88,8 @@ def test_matches_seed():
     y_true = np.stack([ssd_tf.encode_y_true(b, lab).numpy() for b, lab in zip(gt_sets, label_sets)])
     y_pred = rng.normal(0, 1.5, size=(batch, A, 4 + num_classes)).astype(np.float32)
 
-    dboxes = seed.dboxes300_coco()
-    encoder = seed.Encoder(dboxes)
+    dboxes = design.dboxes300_coco()
+    encoder = design.Encoder(dboxes)
     gloc, glabel = [], []
     for b, lab in zip(gt_sets, label_sets):
         if len(b):
@@ -98,7 +98,7 @@ def test_matches_seed():
             loc_t, lab_t = dboxes(order="xywh").clone(), torch.zeros(A, dtype=torch.int64)
         gloc.append(loc_t.T)
         glabel.append(lab_t)
-    ref = seed.Loss(dboxes)(
+    ref = design.Loss(dboxes)(
         torch.tensor(y_pred[..., :4]).permute(0, 2, 1), torch.tensor(y_pred[..., 4:]).permute(0, 2, 1),
         torch.stack(gloc), torch.stack(glabel),
     ).item()

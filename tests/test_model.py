@@ -5,7 +5,7 @@ from PIL import Image
 
 import ssd_tf
 from conftest import shared_data
-from ssd_tf import backbone
+from ssd_tf.modeling import backbone
 
 
 def _images(batch=2, seed=0):
@@ -116,7 +116,7 @@ def test_bad_weights_path_names_the_file(tmp_path):
 @pytest.mark.slow
 def test_real_image_detections_equal_the_seeds_postprocess_of_the_model_outputs(ssd21):
     torch = pytest.importorskip("torch")
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     path = shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")
     image = np.asarray(Image.open(path).convert("RGB").resize((300, 300)), np.float32)[None]
     out = ssd21.predict(image, verbose=0)
@@ -125,7 +125,7 @@ def test_real_image_detections_equal_the_seeds_postprocess_of_the_model_outputs(
     # tie, which leaves the order of detections undefined. Soften them so every score differs.
     out[..., 4:] *= 0.3
     dets = {k: v.numpy()[0] for k, v in ssd_tf.decode_detections(out).items()}
-    ref_boxes, ref_labels, ref_scores = seed.PostProcess(seed.dboxes300_coco())(
+    ref_boxes, ref_labels, ref_scores = design.PostProcess(design.dboxes300_coco())(
         torch.tensor(out[..., :4]).permute(0, 2, 1), torch.tensor(out[..., 4:]).permute(0, 2, 1))[0]
     n = int(dets["num_detections"])
     assert n == len(ref_scores) and n > 20
@@ -162,7 +162,7 @@ def test_files_saved_before_layouts_load_as_keras_layout_and_predict_as_before(t
     import zipfile
 
     from old_model_fixture import SLOTS, deterministic_weights
-    from ssd_tf import loading
+    from ssd_tf.inference import loading
 
     old = json.loads((pathlib.Path(__file__).parent / "data" / "ssd300-keras-layout-41914b7.json").read_text())
     assert "backbone_layout" not in json.dumps(old["config"])  # the old file lacks the new setting
@@ -201,8 +201,9 @@ def test_importing_the_library_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, ssd_tf, ssd_tf.nvidia, ssd_tf.torch_weights, ssd_tf.finetune, ssd_tf.training, "
-            "ssd_tf.evaluation, ssd_tf.export; print('torch' in sys.modules)")
+    code = ("import sys, ssd_tf, ssd_tf.modeling.nvidia, ssd_tf.modeling.torch_weights, ssd_tf.training.finetune, "
+            "ssd_tf.training.run, ssd_tf.evaluation.coco_metric, ssd_tf.export.saved_model, ssd_tf.export.tflite; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"

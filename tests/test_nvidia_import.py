@@ -10,10 +10,11 @@ from PIL import Image
 from conftest import shared_data
 
 torch = pytest.importorskip("torch")
-ref = pytest.importorskip("nvidia_reference")
+ref = pytest.importorskip("reference.network")
 
 import ssd_tf  # noqa: E402
-from ssd_tf import backbone, nvidia, torch_weights  # noqa: E402
+from ssd_tf.modeling import backbone  # noqa: E402
+from ssd_tf.modeling import nvidia, torch_weights  # noqa: E402
 
 MEAN, STD = np.array(backbone.TORCHVISION_MEAN), np.array(backbone.TORCHVISION_STD)
 
@@ -73,13 +74,13 @@ def test_coco_categories_are_the_instances_files_order():
 
 @pytest.mark.slow
 def test_detections_of_the_imported_model_equal_the_seeds_postprocess(imported, nvidia_torch):
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     _, model = imported
     images = _real_images()[:1]
     dets = {k: v.numpy()[0] for k, v in ssd_tf.decode_detections(model(images, training=False)).items()}
     with torch.no_grad():
         ploc, plabel = nvidia_torch(_as_nvidia_input(images))
-    ref_boxes, ref_labels, ref_scores = seed.PostProcess(seed.dboxes300_coco())(ploc, plabel)[0]
+    ref_boxes, ref_labels, ref_scores = design.PostProcess(design.dboxes300_coco())(ploc, plabel)[0]
     n = int(dets["num_detections"])
     assert n == len(ref_scores) > 20
     # Sorted by class, then box: scores equal to float32 noise can come in either order.
@@ -210,11 +211,13 @@ def test_layout_mismatched_weights_files_are_refused(tmp_path):
 def test_the_imported_models_saved_model_returns_the_keras_models_detections(imported, tmp_path):
     import tensorflow as tf
 
-    from ssd_tf import loading, export
+    from ssd_tf.inference import loading
+
+    from ssd_tf.cli.export import export_saved_model_from
     from ssd_tf.data.resize import resize_image
 
     folder, _ = imported
-    path = export.export_from_artifact(folder, tmp_path / "saved_models", "nvidia-coco")
+    path = export_saved_model_from(folder, tmp_path / "saved_models", "nvidia-coco")
     assert json.loads((path / "assets.extra" / "classes.json").read_text())["class_names"][1] == "person"
     files = [shared_data("raccoon", "VOC2007", "JPEGImages", name) for name in ("raccoon-1.jpg", "raccoon-20.jpg")]
     served = tf.saved_model.load(str(path)).signatures["serving_default"](

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from ssd_tf import data
-from ssd_tf.config import TrainConfig
+from ssd_tf.training.config import TrainConfig
+from ssd_tf.core.classes import write_classes
 from ssd_tf.data import tfrecord
 
 LABEL_MAP = """
@@ -56,7 +57,7 @@ def test_label_map_maps_category_ids_to_the_model_classes(tmp_path):
 def test_classes_json_with_category_ids_maps_them_too(tmp_path):
     folder = tmp_path / "records"
     _write_records(folder, [[18], [88]])
-    data.classes.write_classes(folder / "classes.json", ("background", "dog", "teddy bear"), (0, 18, 88))
+    write_classes(folder / "classes.json", ("background", "dog", "teddy bear"), (0, 18, 88))
     records = data.read_tfrecords(folder, "train")
     y_true = next(iter(data.train_dataset(records, 2, augment_images=False, shuffle=False)))[1].numpy()
     assert [sorted(set(np.unique(y[:, 4]).astype(int)) - {0}) for y in y_true] == [[1], [2]]
@@ -72,9 +73,9 @@ def test_a_label_the_map_does_not_list_is_refused_before_training(tmp_path):
     # Contiguous classes (category ids 0..C-1) and COCO's ids in the records: refused the same way.
     other = tmp_path / "contiguous"
     _write_records(other, [[1], [18]])
-    data.classes.write_classes(other / "classes.json", ("background", "person", "bicycle"))
+    write_classes(other / "classes.json", ("background", "person", "bicycle"))
     with pytest.raises(ValueError, match=r"record image1\.jpg: label 18 is not a class id of .*classes\.json"):
-        from ssd_tf import training
+        from ssd_tf.training import run as training
         training.train(TrainConfig(dataset="tfrecord", data_dir=str(other), val_split="", epochs=1,
                                    output=str(tmp_path / "run")))
     assert not (tmp_path / "run" / "checkpoints").exists()

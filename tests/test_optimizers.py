@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 import ssd_tf
-from ssd_tf import training
-from ssd_tf.config import TrainConfig
-from ssd_tf.optimizers import TorchSGD
+from ssd_tf.training import run as training
+from ssd_tf.training.config import TrainConfig
+from ssd_tf.modeling.optimizers import TorchSGD
 
 torch = pytest.importorskip("torch", reason="torch (dev extra) runs the PyTorch SGD reference")
 

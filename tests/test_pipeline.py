@@ -196,13 +196,13 @@ def test_input_contexts_split_the_images_between_workers(synthetic):
 
 
 def test_data_benchmark_reads_whole_epochs_from_one_repeated_pipeline():
-    from ssd_tf import benchmark
+    from benchmarks import measure as benchmark
 
     detection_set = data.make_synthetic(10, seed=4)
     result = benchmark.data_throughput(detection_set, batch_size=4, passes=2)
     assert result["ours_jpeg"]["images"] == 10  # one epoch: batches of 4, 4, 2; no image twice, none lost
     assert len(result["ours_jpeg"]["passes"]) == 2 and all(r > 0 for r in result["ours_jpeg"]["passes"])
-    assert "ours_jpeg_vs_seed" not in result
+    assert "ours_jpeg_vs_reference" not in result
 
 
 def test_fewer_images_than_counted_are_reported_not_silently_padded(capfd):
@@ -240,7 +240,8 @@ def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
     """Crop, resize, jitter and flip move pixels and boxes together: every positive default box's
     target, decoded, lies on the white object it was matched to, never on the black background."""
     from PIL import Image
-    from ssd_tf import anchors, encoding
+    from ssd_tf.core import anchors
+    from ssd_tf.core import encoding
     rng = np.random.default_rng(0)
     sources, boxes = [], []
     for i, (h, w) in enumerate([(150, 200), (420, 520)] * 8):  # enlarged and shrunk to 300
@@ -273,7 +274,7 @@ def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
 
 def test_a_batch_whose_every_image_failed_is_skipped_and_counted(tmp_path, capfd):
     import keras
-    from ssd_tf import loop
+    from ssd_tf.training import loop
     from test_training import _tiny_ssd
     s = _png_set(tmp_path, 6, step=40)
     for i in (2, 3):  # the whole second batch of 2
@@ -332,7 +333,7 @@ def test_the_pipelines_pixels_follow_the_seeds_training_transform(tmp_path):
 
     from PIL import Image
 
-    import seed_reference as ref
+    from reference import design as ref
     pixels = np.zeros((60, 80, 3), np.uint8)
     pixels[:, :40], pixels[:, 40:] = (200, 60, 40), (40, 120, 220)  # red left, blue right
     Image.fromarray(pixels).save(tmp_path / "two.png")

@@ -21,11 +21,11 @@ def _sparse_predictions(rng, batch, num_classes, hot=300):
 
 def test_matches_seed_postprocess():
     torch = pytest.importorskip("torch")
-    seed = pytest.importorskip("seed_reference")
+    design = pytest.importorskip("reference.design")
     rng = np.random.default_rng(0)
     pred = _sparse_predictions(rng, 2, 21)
     ours = {k: v.numpy() for k, v in ssd_tf.decode_detections(pred).items()}
-    ref = seed.PostProcess(seed.dboxes300_coco())(
+    ref = design.PostProcess(design.dboxes300_coco())(
         torch.tensor(pred[..., :4]).permute(0, 2, 1), torch.tensor(pred[..., 4:]).permute(0, 2, 1)
     )
     for b, (ref_boxes, ref_labels, ref_scores) in enumerate(ref):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd_tf import callbacks
+from ssd_tf.training import callbacks
 
 
 def _model():

@@ -14,14 +14,16 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _commands():
-    """(document, command) for each ``python scripts/NAME.py ...`` line, continuations joined."""
+    """(document, command) for each ``python scripts/NAME.py ...`` and ``python -m benchmarks ...`` line,
+    continuations joined; the benchmarks' command is named by its file, benchmarks/__main__.py."""
     found = []
     for path in DOCUMENTS:
         text = re.sub(r"\\\n\s*", " ", path.read_text())
         for line in text.splitlines():
-            match = re.search(r"python (scripts/\w+\.py)([^#`]*)", line)
+            match = re.search(r"python (scripts/\w+\.py|-m benchmarks)([^#`]*)", line)
             if match:
-                found.append((path.name, match.group(1) + match.group(2).rstrip()))
+                script = "benchmarks/__main__.py" if match.group(1) == "-m benchmarks" else match.group(1)
+                found.append((path.name, script + match.group(2).rstrip()))
     return found
 
 
@@ -30,8 +32,9 @@ COMMANDS = _commands()
 
 def _parser(script):
     path = ROOT / script
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
+    if path.parent.name == "scripts":  # python -m benchmarks imports as a package, from the root
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"readme_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,7 +43,7 @@ def _parser(script):
 def test_the_readme_shows_the_main_commands():
     scripts = {command.split()[0] for _, command in COMMANDS}
     assert {"scripts/train.py", "scripts/evaluate.py", "scripts/predict.py", "scripts/export.py",
-            "scripts/convert.py", "scripts/import_nvidia.py", "scripts/benchmark.py"} <= scripts
+            "scripts/convert.py", "scripts/import_nvidia.py", "benchmarks/__main__.py"} <= scripts
     assert len(ROOT.joinpath("README.md").read_text()) < 12000
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import ssd_tf
-from ssd_tf import anchors
+from ssd_tf.core import anchors
 
 SPEC = anchors.SSD300
 

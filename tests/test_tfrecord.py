@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, shared_data
-from ssd_tf import data, evaluation
+from ssd_tf import data
+from ssd_tf.evaluation import coco_metric as evaluation
 from ssd_tf.data import conversion, tfrecord
 
 

@@ -15,10 +15,16 @@ import tensorflow as tf
 from PIL import Image
 
 import ssd_tf
-from ssd_tf import loading, callbacks, data, distribute, evaluation, loop, training
-from ssd_tf.optimizers import TorchSGD
-from ssd_tf.config import TrainConfig
-from ssd_tf.schedules import WarmupSchedule
+from ssd_tf import data
+from ssd_tf.inference import loading
+from ssd_tf.training import callbacks
+from ssd_tf.training import distribute
+from ssd_tf.evaluation import coco_metric as evaluation
+from ssd_tf.training import loop
+from ssd_tf.training import run as training
+from ssd_tf.modeling.optimizers import TorchSGD
+from ssd_tf.training.config import TrainConfig
+from ssd_tf.modeling.lr_schedules import WarmupSchedule
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
@@ -140,7 +146,7 @@ def test_resume_continues_from_saved_epoch(tmp_path, capsys, monkeypatch):
     assert norms and all(layer.synchronized for layer in norms)
     rows = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]
-    assert training.completed_epochs(tmp_path / "run") == 4
+    assert training.run_epochs_done(tmp_path / "run") == 4
 
     # Resuming the finished run says so and returns (exit 0).
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -154,7 +160,7 @@ def test_resume_continues_from_saved_epoch(tmp_path, capsys, monkeypatch):
                                                          "--batch-size", "4"]))
     assert exit_info.value.code == 2
     assert re.search(r"would ignore --batch-size, --lr\. Only --epochs may change", capsys.readouterr().err)
-    assert training.completed_epochs(tmp_path / "run") == 4
+    assert training.run_epochs_done(tmp_path / "run") == 4
 
 
 @pytest.mark.slow
@@ -214,7 +220,7 @@ def test_nan_loss_stops_fit_at_that_step_and_keeps_last_checkpoint(tmp_path):
                                                             r"\d+\.\d+ at step 1"):
         # Step 1's update leaves huge but finite weights, whose outputs overflow at step 2.
         training.train(_diverging_config(tmp_path / "run"), model_fn=_tiny_ssd)
-    assert training.completed_epochs(tmp_path / "run") == 1  # epoch 1's checkpoint, untouched
+    assert training.run_epochs_done(tmp_path / "run") == 1  # epoch 1's checkpoint, untouched
     assert not (tmp_path / "run" / "final.keras").exists()
     model = _tiny_ssd(4)  # restored as load_keras_model restores a run's checkpoint, all or nothing
     loading.restore_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")), model)
@@ -308,8 +314,9 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
         import sys, numpy as np
         sys.path.insert(0, "tests")
         from test_training import _fixed_batches, _frozen_bn_model
-        from ssd_tf import distribute, loop
-        from ssd_tf.optimizers import TorchSGD
+        from ssd_tf.training import distribute
+        from ssd_tf.training import loop
+        from ssd_tf.modeling.optimizers import TorchSGD
         import pathlib
         strategy, name = distribute.make_strategy("auto")
         with strategy.scope():
@@ -324,7 +331,7 @@ def test_multiworker_chief_and_worker_equal_a_single_device_run(tmp_path):
     """
     outs = _run_cluster(worker, cluster, [("chief", 0, "c.npz"), ("worker", 0, "w.npz")], tmp_path)
     assert "RESULT multiworker True 2" in outs[0][0] and "RESULT multiworker False 2" in outs[1][0]
-    assert loop.completed_epochs(tmp_path / "run" / "checkpoints") == 2  # the chief saved both epochs
+    assert loop.checkpoint_epochs_done(tmp_path / "run" / "checkpoints") == 2  # the chief saved both epochs
     assert len(json.loads(outs[0][0].split("RESULT multiworker True 2")[1])) == 2
 
     # One device, the same 2 global batches of 4, the same optimizer.
@@ -416,8 +423,10 @@ def test_model_fit_from_user_code_on_one_device_and_mirrored(tmp_path):
         import keras, numpy as np, ssd_tf
         sys.path.insert(0, "tests")
         from test_training import _frozen_bn_model
-        from ssd_tf import callbacks, data, evaluation
-        from ssd_tf.optimizers import TorchSGD
+        from ssd_tf import data
+        from ssd_tf.training import callbacks
+        from ssd_tf.evaluation import coco_metric as evaluation
+        from ssd_tf.modeling.optimizers import TorchSGD
         train, val = data.make_synthetic(4, seed=0), data.make_synthetic(4, seed=1)
         mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
@@ -432,7 +441,7 @@ def test_model_fit_from_user_code_on_one_device_and_mirrored(tmp_path):
             initial = model.get_weights()
             # Fixed order: a reshuffling dataset draws a new permutation per iterator, and the
             # distributed path opens its iterators differently; this test is about gradients.
-            checks = [evaluation.COCOEvaluation(val, every=1, batch_size=4),
+            checks = [callbacks.COCOEvaluation(val, every=1, batch_size=4),
                       callbacks.CSVLogger(f"{sys.argv[1]}/{name}.csv", columns=["val_mAP"])] if validate else []
             fit = model.fit(data.train_dataset(train, 4, seed=0, augment_images=False, shuffle=False),
                             validation_data=data.validation_dataset(val, 4) if validate else None, epochs=1,
@@ -484,8 +493,9 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
         import logging, sys, time, keras, numpy as np
         sys.path.insert(0, "tests")
         from test_training import _tiny_ssd
-        from ssd_tf import distribute, training
-        from ssd_tf.config import TrainConfig
+        from ssd_tf.training import distribute
+        from ssd_tf.training import run as training
+        from ssd_tf.training.config import TrainConfig
         logging.basicConfig()  # ssd_tf's INFO lines only: TF's would fill the unread stderr pipe
         logging.getLogger("ssd_tf").setLevel(logging.INFO)
 
@@ -526,7 +536,7 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
         for p in procs:
             p.kill()
             p.communicate()
-    assert training.completed_epochs(tmp_path / "run") == 1
+    assert training.run_epochs_done(tmp_path / "run") == 1
     assert not (tmp_path / "run" / "final.keras").exists()
 
     outs = _run_cluster(worker, cluster, tasks, tmp_path, "resume")
@@ -538,7 +548,7 @@ def test_multiworker_killed_worker_resumes_to_identical_weights_and_a_complete_r
     assert len(w0.files) == len(w1.files) == 8  # the tiny network's conv (2), BN (4) and dense (2) arrays
     for key in w0.files:
         np.testing.assert_array_equal(w0[key], w1[key])
-    assert training.completed_epochs(tmp_path / "run") == 2
+    assert training.run_epochs_done(tmp_path / "run") == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["sync_bn"] is True
 
     # The run folder holds what a single-host run's does, written by the chief.
@@ -605,7 +615,7 @@ def _bn_ssd(num_classes, sync_bn=False):
     """SSD300's input and output shapes behind three conv + batch-norm (ssd_tf's own, as SSD300's
     backbone makes them) + ReLU stages: for the tests of batch-norm statistics across replicas,
     where SSD300's 53 only cost time (build_ssd300's use of sync_bn is tested on the real model)."""
-    from ssd_tf.backbone import batch_norm
+    from ssd_tf.modeling.backbone import batch_norm
 
     x = inputs = keras.Input((300, 300, 3))
     for k, (filters, stride) in enumerate(((8, 4), (16, 3), (16, 2))):
@@ -624,7 +634,8 @@ def _tiny_config(output, **overrides):
 def test_a_run_traces_its_detection_graph_once(tmp_path, monkeypatch):
     """Validation, the TensorBoard images and the final drawings detect through one Detector: the
     model's detection graph is traced once per run, not once for each."""
-    from ssd_tf import detector, serving
+    from ssd_tf.inference import detector
+    from ssd_tf.inference import serving
 
     modules = []
 
@@ -710,8 +721,10 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
         import sys, keras, numpy as np, ssd_tf
         sys.path.insert(0, "tests")
         from test_training import _bn_ssd, _frozen_bn_model
-        from ssd_tf import batchnorm, data, training
-        from ssd_tf.config import TrainConfig
+        from ssd_tf import data
+        from ssd_tf.modeling import batchnorm
+        from ssd_tf.training import run as training
+        from ssd_tf.training.config import TrainConfig
         for name in ("default", "mirrored"):
             config = TrainConfig(dataset="synthetic", synthetic_images=8, batch_size=2, epochs=2, eval_every=2,
                                  steps_per_epoch=1,
@@ -732,7 +745,7 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
             return {v.path: v.numpy() for v in model.weights if "moving" in v.path}
 
         one = precise(tf.distribute.get_strategy(), 2)
-        from ssd_tf import distribute
+        from ssd_tf.training import distribute
         two = precise(distribute.make_strategy("mirrored")[0], 2)  # the runs' strategy: one per process
         rel = lambda a, b: max(float(np.abs(a[k] - b[k]).max() / (np.abs(b[k]).max() + 1e-6)) for k in b)
         initial = {k: np.zeros_like(v) if "mean" in k else np.ones_like(v) for k, v in one.items()}
@@ -768,7 +781,7 @@ def test_one_device_and_mirrored_runs_agree_and_precise_bn_spans_the_replicas(tm
                 for v in tf.compat.v1.Event.FromString(record.numpy()).summary.value:
                     tags.setdefault(name, set()).add((path.parent.name, v.tag))
     assert tags["default"] == tags["mirrored"] and ("images", "validation_detections") in tags["default"]
-    assert training.completed_epochs(default) == training.completed_epochs(mirrored) == 2
+    assert training.run_epochs_done(default) == training.run_epochs_done(mirrored) == 2
     one, two = np.load(tmp_path / "default.npz"), np.load(tmp_path / "mirrored.npz")
     initial = _frozen_bn_model().get_weights()
     moved = max(float(np.abs(one[k] - w).max()) for k, w in zip(one.files, initial))

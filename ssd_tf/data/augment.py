@@ -7,7 +7,7 @@ boxes normalised xyxy.
 
 import tensorflow as tf
 
-from ssd_tf import boxes as box_ops
+from ssd_tf.core import boxes as box_ops
 
 # The seed's SSDCropping options: index 0 = no crop; then min IoU 0.1 .. 0.9; then any crop.
 _MIN_IOU = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, float("-inf"))

@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from ssd_tf.data.classes import CLASSES_FILE, write_classes
+from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.data.kinds import CONVERTIBLE, DEFAULT_SPLITS, read_dataset
 from ssd_tf.data.tfrecord import SPLITS_FILE, write_split
 

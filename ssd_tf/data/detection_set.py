@@ -1,7 +1,7 @@
 """DetectionSet: a parsed data set held in memory, and the report of what parsing skipped.
 
 Readers (voc, coco, synthetic) parse annotations once into a DetectionSet; the pipeline turns it
-into a tf.data.Dataset. Boxes are normalised xyxy (see ssd_tf.boxes).
+into a tf.data.Dataset. Boxes are normalised xyxy (see ssd_tf.core.boxes).
 """
 
 import collections

@@ -12,8 +12,8 @@ import sys
 
 import tensorflow as tf
 
-from ssd_tf import anchors as anchors_lib
-from ssd_tf import encoding
+from ssd_tf.core import anchors as anchors_lib
+from ssd_tf.core import encoding
 from ssd_tf.data import augment
 from ssd_tf.data.resize import resize_image
 from ssd_tf.data.tfrecord import TFRecordSet, parse_example

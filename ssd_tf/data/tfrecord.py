@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ssd_tf.data.classes import CLASSES_FILE, read_classes
+from ssd_tf.core.classes import CLASSES_FILE, read_classes
 from ssd_tf.data.coco import coco_ground_truth
 from ssd_tf.data.detection_set import SkipReport
 

@@ -1,0 +1,172 @@
+"""Benchmarks, run from a checkout. `data`: training-pipeline images/s, ours beside the reference
+design's (NVIDIA's SSD300 v1.1 in PyTorch); `startup`: reading a COCO-style set; `train`: training
+images/s; `inference`: every model form beside the reference's.
+
+    python -m benchmarks data --data-dir VOCdevkit/VOC2012
+    python -m benchmarks startup [--images 2000]
+    python -m benchmarks train [--batch-size 8] [--precision float32|float16|bfloat16]
+    python -m benchmarks inference [--images-dir VOC2012/JPEGImages]
+                                   [--model RUN] [--saved-model DIR] [--tflite FILE] [--tflite-int8 FILE]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ssd_tf.cli import errors as cli  # noqa: E402
+
+
+def reference_side():
+    """The reference design's PyTorch side (``benchmarks.reference``), or None, saying why, when
+    torch is missing."""
+    try:
+        from benchmarks import reference
+    except ImportError as err:
+        print(f"note: the reference's PyTorch side is skipped ({err}; it needs torch: pip install -e '.[dev]')")
+        return None
+    return reference
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True, help="what to measure")
+    d = sub.add_parser("data", help="images/s of the full training pipeline, ours and the reference's")
+    d.add_argument("--data-dir", required=True, help="a VOC20xx folder")
+    d.add_argument("--split", default="trainval", help="ImageSets/Main split to read (default trainval)")
+    d.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    d.add_argument("--passes", type=int, default=7, help="alternating timed passes; medians are reported")
+    d.add_argument("--no-reference", action="store_true", help="skip the reference's pipeline (needs torch)")
+    s = sub.add_parser("startup", help="seconds per 1,000 images to read a COCO-style set")
+    s.add_argument("--images", type=int, default=2000, help="JPEGs in the generated set (default 2000)")
+    s.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "ssd_tf_startup"),
+                   help="where the generated set is written (kept for later runs)")
+    t = sub.add_parser("train", help="training images/s on random inputs")
+    t.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    t.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
+    t.add_argument("--threads", type=int, help="threads for TF and torch alike (default: usable cores)")
+    t.add_argument("--no-reference", action="store_true", help="skip the reference's PyTorch step (needs torch)")
+    t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="compute precision (float32 default; bfloat16 needs AMX or AVX512-BF16 to be fast)")
+    i = sub.add_parser("inference", help="images/s of Keras, SavedModel, TFLite and the reference's PyTorch inference")
+    i.add_argument("--images-dir", help="a folder of images (default: built-in set images, 320x240)")
+    i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
+    i.add_argument("--passes", type=int, default=3, help="alternating timed passes; medians are reported")
+    i.add_argument("--threads", type=int, help="threads for TF, TFLite and torch alike (default: usable cores)")
+    i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,reference",
+                   help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, reference")
+    i.add_argument("--batch-sizes", default="1,8", help="comma-separated (TFLite runs batch 1 only)")
+    i.add_argument("--model", help="a run folder or .keras file to measure (default: SSD300 with random weights, "
+                                   "21 classes); the other formats are exported from it unless given below. The "
+                                   "reference's side stays its COCO model (21 classes, random weights)")
+    i.add_argument("--saved-model", help="a SavedModel folder (export.py's) to measure as it is")
+    i.add_argument("--tflite", help="a float .tflite file (export.py --format tflite) to measure as it is")
+    i.add_argument("--tflite-int8", help="an int8 .tflite file to measure as it is")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from benchmarks import measure  # after parsing: --help answers without TensorFlow
+    from ssd_tf import data
+    from ssd_tf.core.classes import CLASSES_FILE, write_classes
+    from ssd_tf.data import tfrecord
+    if args.what == "inference":
+        _inference(args)
+        return
+    if args.what == "data":
+        dataset = data.read_voc(args.data_dir, args.split)
+        with tempfile.TemporaryDirectory() as folder:
+            tfrecord.write_split(dataset, folder, "bench", images_per_shard=32, progress=False)
+            write_classes(os.path.join(folder, CLASSES_FILE), dataset.class_names, dataset.category_ids)
+            records = data.read_tfrecords(folder, "bench")
+            reference = None if args.no_reference else reference_side()
+            loader = reference.data_loader(dataset, args.batch_size) if reference else None
+            result = measure.data_throughput(dataset, args.batch_size, args.passes, records=records,
+                                               reference_loader=loader)
+        for name in ("ours_jpeg", "ours_tfrecord", "reference"):
+            if name in result:
+                r = result[name]
+                vs = result.get(name + "_vs_reference")
+                ratio = f"  ({vs:.2f}x the reference)" if vs else ""
+                print(f"{name:>14}: {r['images_per_s_median']:6.1f} images/s{ratio}")
+        print(f"medians of {args.passes} alternating passes (each: a new run, one warm-up epoch, "
+              f"{result['epochs_per_pass']} timed epochs) over {result['ours_jpeg']['images']} images, "
+              f"batch {args.batch_size}, on {result['machine']}")
+    elif args.what == "startup":
+        result = measure.startup_time(args.folder, args.images)
+        print(f"read_coco: {result['read_s_per_1000']:.3f} s per 1,000 images (a full decode of each: "
+              f"{result['full_decode_s_per_1000']:.2f} s) over {result['images']} 640x480 JPEGs on {result['machine']}")
+    else:
+        import tensorflow as tf
+        threads = args.threads or data.pipeline.usable_cores()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        reference = None if args.no_reference else reference_side()
+        step = reference.train_step(args.batch_size, threads=threads) if reference else None
+        result = measure.train_throughput(args.batch_size, args.steps, args.precision, reference_step=step)
+        for name in ("ours", "reference"):
+            if name in result:
+                vs = result.get("ours_vs_reference") if name == "ours" else None
+                ratio = f"  ({vs:.2f}x the reference)" if vs else ""
+                print(f"{name:>9}: {result[name]['images_per_s_median']:.2f} images/s, "
+                      f"{result[name]['step_s_median']:.2f} s/step{ratio}")
+        print(f"medians of {args.steps} alternating steps, batch {args.batch_size}, {args.precision}, "
+              f"{threads} threads, on {result['machine']}")
+    print(json.dumps(result))
+
+
+def _inference(args):
+    from benchmarks import measure
+    from ssd_tf import data
+    import tensorflow as tf
+
+    if args.images_dir:
+        from ssd_tf.data.images import list_images
+        with cli.user_errors():
+            if not list_images(args.images_dir):
+                cli.fail(f"{args.images_dir}: no images in this folder")
+    threads = args.threads or data.pipeline.usable_cores()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if args.images_dir:
+        from ssd_tf.data.images import list_images, load_image
+        images = [load_image(p) for p in list_images(args.images_dir)[:args.images]]
+    else:
+        from ssd_tf.data.synthetic import make_synthetic
+        detection_set = make_synthetic(args.images, seed=0)
+        images = [image[0].numpy() for image, _ in data.eval_dataset(detection_set, 1, resize=False)]
+    if not images:
+        cli.fail(f"{args.images_dir}: no images in this folder")
+    formats = [f.strip() for f in args.formats.split(",")]
+    from ssd_tf.inference import loading
+    model = None
+    if args.model:
+        with cli.user_errors():
+            model = loading.load_keras_model(args.model)
+    prebuilt = {name: pathlib.Path(path) for name, path in (
+        ("saved_model", args.saved_model), ("tflite_float32", args.tflite), ("tflite_int8", args.tflite_int8)) if path}
+    if "saved_model" in prebuilt and not loading.is_saved_model(prebuilt["saved_model"]):
+        cli.fail(f"{prebuilt['saved_model']}: no SavedModel there")
+    for path in (prebuilt.get("tflite_float32"), prebuilt.get("tflite_int8")):
+        if path and not path.is_file():
+            cli.fail(f"{path}: no .tflite file there")
+    reference = reference_side() if "reference" in formats else None
+    with tempfile.TemporaryDirectory() as folder:
+        result = measure.inference_throughput(
+            images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads, formats,
+            model=model, prebuilt=prebuilt,
+            reference=reference.detector(21, threads) if reference else None)
+    for name, entry in result["rates"].items():
+        ratio = f"  ({entry['vs_reference']:.2f}x the reference)" if "vs_reference" in entry else ""
+        print(f"{name:>24}: {entry['images_per_s_median']:7.2f} images/s{ratio}")
+    print(f"medians of {args.passes} alternating passes over {result['images']} images, {threads} threads, "
+          f"on {result['machine']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""What every export does first: refuse to overwrite, name the classes, and take a float32 model."""
+
+import pathlib
+
+from ssd_tf.core.classes import generic_names
+from ssd_tf.modeling.backbone import layout_of
+from ssd_tf.modeling.ssd300 import build_ssd300
+
+
+def refuse_existing(path, hint):
+    """FileExistsError naming ``path`` (and ``hint``: what to do) when it exists and is not an empty folder."""
+    path = pathlib.Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path} already exists; not overwriting it ({hint})")
+
+
+def model_classes(model, class_names, category_ids):
+    """(class_names, category_ids) for ``model``: the given ones when they fit its class count, else generic."""
+    num_classes = int(model.output_shape[-1]) - 4
+    if class_names is None or len(class_names) != num_classes:
+        return generic_names(num_classes), tuple(range(num_classes))
+    return tuple(class_names), tuple(category_ids) if category_ids is not None else tuple(range(num_classes))
+
+
+def float32_model(model):
+    """``model`` itself when float32; else a float32 copy with the same weights (a float16- or
+    bfloat16-trained model serves in float32 on CPUs, where float16 is slow)."""
+    # The model's own policy stays float32 under mixed precision (Keras gives it to the layers).
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    copy = build_ssd300(int(model.output_shape[-1]) - 4, backbone_layout=layout_of(model))
+    copy.set_weights(model.get_weights())
+    return copy
