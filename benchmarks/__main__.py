@@ -120,9 +120,10 @@ def main(argv=None):
 
 
 def _inference(args):
+    import tensorflow as tf
+
     from benchmarks import measure
     from ssd_tf import data
-    import tensorflow as tf
 
     if args.images_dir:
         from ssd_tf.data.images import list_images

@@ -136,8 +136,8 @@ def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21,
     pipeline cost), medians of ``steps`` steps. ``reference_step``: a function running one step of
     the reference design (NVIDIA's SSD300, its loss, torch.optim.SGD; from the checkout's
     ``tests/reference_benchmarks.py``), timed alternately, step by step, on the same threads."""
-    from ssd_tf.training import loop
     from ssd_tf.modeling.optimizers import TorchSGD
+    from ssd_tf.training import loop
 
     policy = {"float32": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[precision]
     previous = keras.config.dtype_policy()

@@ -58,16 +58,16 @@ def main(argv=None):
     from ssd_tf.export import export_tflite
     thresholds = dict(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                       max_detections=args.max_detections)
-    with cli.user_errors():
+    with cli.user_errors(flags={"output_dir": "--output", "source": "--model"}):
         if args.format == "tflite":
             output = args.output or os.path.join(args.output_root, f"{args.name}-tflite-{args.quantize}")
             path = export_tflite(args.model, output, args.quantize, args.calibration_data,
-                                        args.calibration_images, args.num_classes, **thresholds)
+                                 args.calibration_images, args.num_classes, **thresholds)
             print(f"TFLite model written to {path} ({os.path.getsize(path) / 1e6:.1f} MB, {args.quantize}), "
                   f"with labels.txt and classes.json beside it")
             return
         path = export_saved_model_from(args.model, args.output_root, args.name, args.version, args.num_classes,
-                                           args.dtype, **thresholds)
+                                       args.dtype, **thresholds)
     print(f"SavedModel written to {path} (signatures: serving_default [image_bytes], serve_images [images]; "
           f"warm-up requests in assets.extra)")
 

@@ -122,7 +122,7 @@ def main(argv=None):
         with cli.user_errors():  # a user error: one line, exit 2
             result = training.train(config_from_args(args))
     except TrainingDiverged as err:
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {cli.as_flags(str(err))}") from None
     s = result["summary"]
     if s.get("already_finished"):
         print(f"{result['run_dir']} already finished {s['completed_epochs']} epochs; nothing to do "

@@ -87,3 +87,53 @@ def test_help_answers_without_tensorflow():
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOADED []" in out.stderr, out.stderr[-3000:]
     assert out.stdout.count("usage:") == len(SCRIPTS)
+
+
+def test_library_parameters_read_as_flags_on_the_command_line():
+    from ssd_tf.cli.errors import as_flags
+
+    cases = {
+        "init_from=runs/a: no layer fits": "--init-from runs/a: no layer fits",
+        "pass resume=True to continue it, or another output=": "pass --resume to continue it, or another --output",
+        "train with backbone_layout='keras'": "train with --backbone-layout keras",
+        "quantize='int8' needs calibration_data=: a folder": "--quantize int8 needs --calibration-data: a folder",
+        "classes='cat,,dog': an empty class name": "--classes 'cat,,dog': an empty class name",
+        "pass num_classes=21": "pass --num-classes 21",
+        "x == 2 and a.b=c stay": "x == 2 and a.b=c stay",
+    }
+    for message, expected in cases.items():
+        assert as_flags(message) == expected
+    assert as_flags("choose another output_dir=", {"output_dir": "--output"}) == "choose another --output"
+
+
+def _raised_strings(path):
+    """The string pieces of every ``raise`` in a file (messages, f-string parts)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            found += [n.value for n in ast.walk(node.exc) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return found
+
+
+def test_library_errors_name_parameters_not_flags():
+    """Outside ssd_tf/cli, no raised message names a command-line flag: a Python caller reads
+    ``init_from=``, and the scripts show it as ``--init-from``."""
+    import re
+
+    flags = {f"{p.relative_to(ROOT)}: {s!r}" for p in (ROOT / "ssd_tf").rglob("*.py") if "cli" not in p.parts
+             for s in _raised_strings(p) if re.search(r"(?<![\w-])--[a-z]", s)}
+    assert not flags, sorted(flags)
+    assert any("init_from=" in s for s in _raised_strings(ROOT / "ssd_tf" / "training" / "finetune.py"))
+
+
+def test_a_script_shows_the_librarys_parameter_as_its_flag(tmp_path, capsys):
+    """export_tflite says ``quantize='int8' needs calibration_data=``; export.py says the flags."""
+    export = _script(ROOT / "scripts" / "export.py")
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--model", str(tmp_path / "run"), "--format", "tflite", "--quantize", "int8",
+                     "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("error: --quantize int8 needs --calibration-data: "), err
+    assert not (tmp_path / "out").exists()

@@ -265,7 +265,7 @@ def test_int8_model_is_integer_small_and_detects_as_the_float_one(models):
 def test_calibration_and_model_errors_come_before_conversion(models, tmp_path):
     import keras
 
-    with pytest.raises(ValueError, match="needs --calibration-data"):
+    with pytest.raises(ValueError, match="needs calibration_data="):
         export.export_tflite(models["run"], tmp_path / "a", "int8")
     with pytest.raises(ValueError, match="nowhere: no such folder"):
         calibration_images(tmp_path / "nowhere")

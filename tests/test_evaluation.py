@@ -8,6 +8,7 @@ from ssd_tf import data
 from ssd_tf.evaluation import coco_metric as evaluation
 from ssd_tf.training.callbacks import COCOEvaluation
 from ssd_tf.training.validation import is_validation_epoch
+from helpers import coco_case, one_box_model
 
 KNOWN = [0.503647, 0.696973, 0.571667, 0.593252, 0.557991, 0.489363, 0.386813, 0.59368, 0.595353, 0.654764,
          0.60313, 0.553744]
@@ -57,27 +58,8 @@ def test_ground_truth_as_detections_scores_perfect():
     assert again["stats"]["AP"] == pytest.approx(1.0)
 
 
-def _one_box_model(slot, num_classes=2, gain=8.0):
-    """A Keras model that, whatever the image, detects class 1 at default box ``slot`` (zero
-    offsets) and is sure of background everywhere else: one known detection per image. Its class-1
-    logit there is ``gain`` x the image's mean level / 255, so each image gets its own score.
-    Equal scores would leave COCOeval's ranking, and with it AP75, to the last ulp of the softmax,
-    which oneDNN rounds differently on AVX2 and AVX-512 (issue 19)."""
-    import keras
-
-    logits = np.zeros((8732, num_classes), np.float32)
-    logits[:, 0] = 10.0
-    logits[slot] = 0.0
-    outputs = np.concatenate([np.zeros((8732, 4), np.float32), logits], axis=1)
-    one_hot = np.zeros((8732, 4 + num_classes), np.float32)
-    one_hot[slot, 5] = gain / 255.0
-    inputs = keras.Input((300, 300, 3))
-    level = keras.layers.Lambda(lambda x: keras.ops.mean(x, axis=(1, 2, 3))[:, None, None])(inputs)
-    return keras.Model(inputs, keras.layers.Lambda(lambda m: m * one_hot + outputs)(level))
-
-
 def _one_box_answer(s, slot, gain=8.0):
-    """The detections ``_one_box_model`` makes on DetectionSet ``s``, by hand: the slot's box in
+    """The detections ``one_box_model`` makes on DetectionSet ``s``, by hand: the slot's box in
     each image's pixels, scored sigmoid(gain x the original image's mean level / 255). The model
     sees the image resized to 300x300, whose mean level differs by well under a level; the
     images' levels are far more apart than that (asserted), so the ranking, which is all COCOeval
@@ -103,7 +85,7 @@ def test_evaluate_model_scores_known_detections_as_pycocotools_does():
 
     s = data.read_voc(shared_data("raccoon", "VOC2007"), "val", class_names=("raccoon",)).subset(range(6))
     slot = 8728  # the largest square default box, centred: [0.06, 0.06, 0.94, 0.94]
-    model = _one_box_model(slot)
+    model = one_box_model(slot)
     gt = COCO()
     gt.dataset = evaluation.coco_ground_truth(s)
     gt.createIndex()
@@ -138,47 +120,11 @@ def test_evaluate_model_scores_known_detections_as_pycocotools_does():
     assert third["val_AP50"] == pytest.approx(official.stats[1], abs=1e-6)
 
 
-def _coco_case(folder, rng):
-    """A COCO instances file with crowd regions, segmentation areas unlike box areas, and images
-    without annotations; plus noisy detections of it. Returns (json path, image folder, results)."""
-    from PIL import Image
-
-    images_dir = folder / "images"
-    images_dir.mkdir()
-    images, annotations, results = [], [], []
-    for image_id in range(1, 9):
-        name = f"{image_id:06d}.jpg"
-        Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(images_dir / name)
-        images.append({"id": image_id, "file_name": name, "width": 320, "height": 240})
-        if image_id > 6:  # unannotated: every detection there is a false positive
-            results.append({"image_id": image_id, "category_id": 5, "bbox": [10.0, 10.0, 50.0, 40.0],
-                            "score": 0.6})
-            continue
-        for k in range(4):
-            w, h = rng.uniform(20, 140, 2)
-            x, y = rng.uniform(0, 320 - w), rng.uniform(0, 240 - h)
-            crowd = int(k == 3 and image_id % 2 == 0)
-            cat = [1, 5, 9][(image_id + k) % 3]
-            # Segmentation area: a fraction of the box, so small/medium/large bins differ from boxes'.
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
-                                "bbox": [x, y, w, h], "area": float(w * h * rng.uniform(0.3, 0.7)),
-                                "iscrowd": crowd})
-            for _ in range(1 + crowd):  # detections on crowd regions are to be ignored
-                jitter = rng.normal(0, 6, 4)
-                results.append({"image_id": image_id, "category_id": cat,
-                                "bbox": [x + jitter[0], y + jitter[1], w + jitter[2], h + jitter[3]],
-                                "score": float(rng.uniform(0.2, 1.0))})
-    categories = [{"id": i, "name": n} for i, n in ((1, "cat"), (5, "dog"), (9, "fox"))]
-    path = folder / "instances.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return path, images_dir, results
-
-
 def test_coco_evaluation_is_the_official_metric_on_the_instances_file(tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    path, images_dir, results = _coco_case(tmp_path, np.random.default_rng(0))
+    path, images_dir, results = coco_case(tmp_path, np.random.default_rng(0))
     dataset = data.read_coco(path, images_dir)
     assert len(dataset) == 8 and dataset.report.total == 0
     ours = evaluation.evaluate_detections(dataset, results)

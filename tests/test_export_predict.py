@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import ssd_tf
 from conftest import built_once, shared_data
+from helpers import one_box_model
 from ssd_tf.inference import loading
 from ssd_tf.cli.evaluate import evaluate_model_from
 from ssd_tf.cli.export import export_saved_model_from
@@ -309,11 +310,10 @@ def test_training_run_predictions_are_drawn_at_each_images_own_size(tmp_path):
     from ssd_tf.inference import prediction
 
     from ssd_tf.inference import drawing as visualize
-    from test_evaluation import _one_box_model
 
     val_set = data.make_synthetic(3, seed=5)  # 320x240 images held as JPEG bytes
     slot = 8728  # a model sure of class 1 in this default box, in every image
-    model = _one_box_model(slot, num_classes=4)
+    model = one_box_model(slot, num_classes=4)
     paths = prediction.draw_set_predictions(model, val_set, tmp_path / "predictions", count=2)
     assert [p.name for p in paths] == ["image-0.jpg", "image-1.jpg"]
     box = boxes.cxcywh_to_xyxy(anchors.default_boxes(anchors.SSD300)[slot]).numpy() * [320, 240, 320, 240]

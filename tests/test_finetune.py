@@ -73,9 +73,9 @@ def test_init_from_another_backbone_layout_is_refused(source, tmp_path):
     folder, _ = source
     model = ssd_tf.build_ssd300(num_classes=2, backbone_layout="keras")
     with pytest.raises(ValueError, match=r"backbone layout is 'torchvision', this run's is 'keras'.*"
-                                         r"--backbone-layout torchvision"):
+                                         r"backbone_layout='torchvision'"):
         finetune.init_from(model, folder)
     config = TrainConfig(dataset="synthetic", synthetic_images=4, init_from=str(folder), backbone_layout="keras",
                          output=str(tmp_path / "run"))
-    with pytest.raises(ValueError, match="its backbone layout is 'torchvision', --backbone-layout asks for 'keras'"):
+    with pytest.raises(ValueError, match="its backbone layout is 'torchvision', and backbone_layout='keras' asks"):
         training.train(config)

@@ -125,7 +125,7 @@ def _bad(tmp_path, state, name="bad.pt"):
     ("not a checkpoint", r"not a readable PyTorch weights file"),
     ("truncated", r"not a readable PyTorch weights file"),
     ("resnet34-like", r"missing tensor feature_extractor\.feature_extractor\.4\.0\.conv3\.weight"),
-    ("another label count", r"conf\.0\.weight holds 21 labels per box.*--num-classes 21"),
+    ("another label count", r"conf\.0\.weight holds 21 labels per box.*num_classes=21"),
     ("missing tensor", r"missing tensor additional_blocks\.1\.4\.running_var"),
     ("wrong shape", r"tensor loc\.2\.weight has shape \(24, 512, 1, 1\), layer loc2_conv needs \(24, 512, 3, 3\)"),
     ("unexpected tensor", r"unexpected tensor feature_extractor\.feature_extractor\.7\.0\.conv1\.weight"),

@@ -5,6 +5,7 @@ import tensorflow as tf
 import ssd_tf
 from conftest import shared_data
 from ssd_tf import data
+from helpers import tiny_ssd
 
 PY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -275,7 +276,6 @@ def test_augmented_images_and_their_targets_stay_aligned(tmp_path):
 def test_a_batch_whose_every_image_failed_is_skipped_and_counted(tmp_path, capfd):
     import keras
     from ssd_tf.training import loop
-    from test_training import _tiny_ssd
     s = _png_set(tmp_path, 6, step=40)
     for i in (2, 3):  # the whole second batch of 2
         (tmp_path / f"{i}.png").write_bytes(b"overwritten after parsing")
@@ -286,7 +286,7 @@ def test_a_batch_whose_every_image_failed_is_skipped_and_counted(tmp_path, capfd
     assert skipped in capfd.readouterr().err
     # The training loop over it takes no step on an empty batch (one would fail inside batch norm).
     keras.utils.set_random_seed(0)
-    model = _tiny_ssd(2)
+    model = tiny_ssd(2)
     settings = loop.LoopSettings(epochs=1, steps_per_epoch=4, global_batch=2, checkpoint_dir=tmp_path / "ckpt",
                                  verbose=0)
     history = loop.fit(model, keras.optimizers.SGD(1e-3), tf.distribute.get_strategy(),

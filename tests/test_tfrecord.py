@@ -12,6 +12,7 @@ from conftest import ROOT, shared_data
 from ssd_tf import data
 from ssd_tf.evaluation import coco_metric as evaluation
 from ssd_tf.data import conversion, tfrecord
+from helpers import coco_case
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,8 @@ def test_object_detection_api_style_records_train_here(tmp_path):
 def test_coco_records_evaluate_to_the_official_metric(tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
-    from test_evaluation import _coco_case
 
-    path, images_dir, results = _coco_case(tmp_path, np.random.default_rng(0))
+    path, images_dir, results = coco_case(tmp_path, np.random.default_rng(0))
     (tmp_path / "COCO" / "annotations").mkdir(parents=True)
     path.rename(tmp_path / "COCO" / "annotations" / "instances_val.json")
     images_dir.rename(tmp_path / "COCO" / "val")

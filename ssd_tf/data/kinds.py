@@ -3,7 +3,6 @@ definition of each, for training, evaluation, conversion and the command lines."
 
 import pathlib
 
-
 KINDS = ("synthetic", "voc", "coco", "tfrecord")  # what read_dataset reads
 CONVERTIBLE = ("voc", "coco", "synthetic")  # what scripts/convert.py writes to TFRecords
 # (train, val) split of each kind; for tfrecord they are roles, looked up in the folder's splits.json.
@@ -22,7 +21,7 @@ def parse_classes(text):
         return None
     names = tuple(name.strip() for name in text.split(","))
     if not all(names):
-        raise ValueError(f"--classes {text!r}: an empty class name (comma-separated names, e.g. cat,dog)")
+        raise ValueError(f"classes={text!r}: an empty class name (comma-separated names, e.g. cat,dog)")
     return names
 
 
@@ -45,7 +44,7 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
     if kind == "synthetic":
         return builtin_split(split or "train", synthetic_images, seed)
     if not data_dir:
-        raise ValueError(f"data set {kind!r} needs a data folder (--data-dir)")
+        raise ValueError(f"data set {kind!r} needs a data folder (data_dir=)")
     if kind == "voc":
         return read_voc(data_dir, split, class_names=tuple(classes) if classes else VOC_CLASSES)
     if kind == "tfrecord":

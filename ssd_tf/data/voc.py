@@ -90,6 +90,6 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
     if entries and report.counts["objects of unknown class"] and not dataset.num_objects:
         raise ValueError(
             f"{root}: no object has a class in the class list {list(class_names)[:5]}...; "
-            "pass the data set's class names (e.g. --classes raccoon)"
+            "pass the data set's class names as classes= (e.g. raccoon)"
         )
     return dataset if keep_difficult else dataset.without_difficult()

@@ -175,9 +175,9 @@ def export_tflite(source, output_dir, quantize="none", calibration_data=None, ca
     Returns the path of the ``.tflite`` file."""
     output_dir = pathlib.Path(output_dir)
     target = output_dir / "model.tflite"
-    refuse_existing(target, "choose another --output")
+    refuse_existing(target, "choose another output_dir=")
     if quantize == "int8" and calibration_data is None:
-        raise ValueError("--quantize int8 needs --calibration-data: a folder of training images (a few hundred "
+        raise ValueError("quantize='int8' needs calibration_data=: a folder of training images (a few hundred "
                          "are used), a TFRecord folder, or 'synthetic'")
     images = calibration_images(calibration_data, calibration_count) if quantize == "int8" else None
     model = float32_model(loading.load_keras_model(source, num_classes))

@@ -9,7 +9,7 @@ from ssd_tf.lazy import exports
 
 _EXPORTS = {
     "Detector": "detector",
-    "load_keras_model": "loading", "load_weights_file": "loading", "classes_beside": "loading",
+    "load_keras_model": "loading", "load_model": "loading", "load_weights_file": "loading", "classes_beside": "loading",
     "is_saved_model": "loading", "restore_checkpoint": "loading",
     "ServingModule": "serving",
     "TFLiteRunner": "tflite_runner",

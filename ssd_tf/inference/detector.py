@@ -13,8 +13,8 @@ import pathlib
 
 import numpy as np
 
-from ssd_tf.inference import loading
 from ssd_tf.core.classes import generic_names, read_classes
+from ssd_tf.inference import loading
 from ssd_tf.inference.serving import ServingModule
 
 KINDS = ("keras", "saved_model", "tflite")

@@ -3,7 +3,6 @@
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-
 # Kelly's colours of maximum contrast (without white and black): neighbouring ids never look alike.
 _PALETTE = (
     (255, 179, 0), (128, 62, 117), (255, 104, 0), (166, 189, 215), (193, 0, 32), (206, 162, 98),

@@ -12,9 +12,10 @@ import pathlib
 import keras
 import tensorflow as tf
 
-from ssd_tf.modeling import BACKBONE_LAYOUTS, LEGACY_LAYOUT
 from ssd_tf.core.classes import CLASSES_FILE, read_classes, write_classes  # noqa: F401 (re-exported)
+from ssd_tf.modeling import BACKBONE_LAYOUTS, LEGACY_LAYOUT
 from ssd_tf.modeling.ssd300 import build_ssd300
+
 
 def classes_beside(path):
     """(class_names, category_ids) from the classes.json of a model path (run folder or a file's
@@ -128,6 +129,14 @@ def load_keras_model(path, num_classes=None):
     if path.suffix == ".keras":
         return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
     raise ValueError(f"{path}: not a run folder, .keras or .weights.h5 file")
+
+
+def load_model(path, num_classes=None):
+    """A Keras SSD300 from a run folder, a ``.keras`` file or a ``.weights.h5`` file: ``ssd_tf.load_model``.
+
+    The same as ``load_keras_model``. For SavedModels and ``.tflite`` files, ``ssd_tf.Detector.load``.
+    """
+    return load_keras_model(path, num_classes)
 
 
 def is_saved_model(path):

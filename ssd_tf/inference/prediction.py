@@ -7,10 +7,10 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from ssd_tf.inference import drawing as visualize
 from ssd_tf.data import pipeline
 from ssd_tf.data.detection_set import SkipReport
 from ssd_tf.data.images import load_image
+from ssd_tf.inference import drawing as visualize
 from ssd_tf.inference.detector import Detector
 
 log = logging.getLogger("ssd_tf.inference.prediction")

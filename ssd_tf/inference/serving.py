@@ -8,8 +8,8 @@ run these functions, so they resize, decode and suppress identically.
 import tensorflow as tf
 
 from ssd_tf.core import anchors as anchors_lib
-from ssd_tf.data.resize import resize_image
 from ssd_tf.core.postprocess import decode_detections
+from ssd_tf.data.resize import resize_image
 
 
 class ServingModule(tf.Module):

@@ -195,11 +195,11 @@ def load_resnet50_weights(model, weights):
     if layout == "keras":
         if weights.endswith((".pth", ".pt")):
             raise ValueError(f"{weights}: a PyTorch file fits the 'torchvision' backbone layout, and this model "
-                             "has the 'keras' one (--backbone-layout torchvision)")
+                             "has the 'keras' one (backbone_layout='torchvision')")
         return load_keras_resnet50_weights(model, weights)
     if weights.endswith(".h5"):
         raise ValueError(f"{weights}: keras.applications weights fit the 'keras' backbone layout, and this model "
-                         "has the 'torchvision' one (--backbone-layout keras), which takes torchvision's .pth")
+                         "has the 'torchvision' one (backbone_layout='keras'), which takes torchvision's .pth")
     from ssd_tf.modeling import torch_weights  # imports torch lazily, only when asked
 
     path = torch_weights.torchvision_resnet50_file() if weights == "imagenet" else weights

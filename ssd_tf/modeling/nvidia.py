@@ -17,7 +17,6 @@ import shutil
 import tempfile
 
 from ssd_tf.core.classes import CLASSES_FILE, write_classes
-
 from ssd_tf.modeling import torch_weights
 from ssd_tf.modeling.ssd300 import build_ssd300
 
@@ -64,13 +63,13 @@ def import_nvidia(checkpoint, output, num_classes=NVIDIA_NUM_CLASSES):
     """
     checkpoint, output = pathlib.Path(checkpoint), pathlib.Path(output)
     if (output / "final.keras").exists():
-        raise FileExistsError(f"{output / 'final.keras'} exists: choose another --output, or delete it first")
+        raise FileExistsError(f"{output / 'final.keras'} exists: choose another output=, or delete it first")
     state = torch_weights.read_state_dict(checkpoint)
     labels = label_count(state, checkpoint)
     if labels != num_classes:
         raise torch_weights.WeightsError(
             f"{checkpoint}: tensor conf.0.weight holds {labels} labels per box, NVIDIA's COCO SSD300 has "
-            f"{num_classes}; to import it with {labels} labels (generic class names), pass --num-classes {labels}")
+            f"{num_classes}; to import it with {labels} labels (generic class names), pass num_classes={labels}")
     used = {name for _, name in torch_weights.NVIDIA_MAP}
     unexpected = sorted(k for k in state if k.rsplit(".", 1)[0] not in used and not k.endswith("num_batches_tracked"))
     if unexpected:

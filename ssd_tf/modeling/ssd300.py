@@ -5,6 +5,7 @@ from keras import layers
 
 from ssd_tf.core import anchors as anchors_lib
 from ssd_tf.modeling import backbone as backbone_lib
+
 # The library's other Keras-serializable classes (loss, optimizer, schedule), registered with the
 # model's layers so that a saved, compiled model loads wherever a model can be built.
 from ssd_tf.modeling import losses  # noqa: F401

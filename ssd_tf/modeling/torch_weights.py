@@ -170,7 +170,7 @@ def torchvision_resnet50_file():
             f"Could not download torchvision's ResNet50 ImageNet weights ({TORCHVISION_RESNET50_URL}): "
             f"{type(err).__name__}: {err}. This machine may have no internet access. Download "
             f"{TORCHVISION_RESNET50_FILE} on a connected machine and put it in {cache / 'models'}/, or pass its "
-            "path as --backbone-weights."
+            "path as backbone_weights=."
         ) from err
     check_hash_prefix(path)
     return path

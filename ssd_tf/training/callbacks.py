@@ -31,7 +31,7 @@ def check_finite_loss(loss, step, last_finite):
               else "no step had a finite loss")
     raise TrainingDiverged(
         f"loss is {loss} at step {step}; {before}. Training stopped; the checkpoint of the last finished "
-        "epoch is kept (lower --lr, or check the data).")
+        "epoch is kept (lower lr=, or check the data).")
 
 
 class DetectionImages(keras.callbacks.Callback):

@@ -56,7 +56,7 @@ class TrainConfig:
         if c.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {c.dataset!r}")
         if c.dataset != "synthetic" and not c.data_dir:
-            raise ValueError(f"--data-dir is required for dataset {c.dataset!r}")
+            raise ValueError(f"dataset {c.dataset!r} needs data_dir= (its data folder)")
         c.train_split = c.train_split if c.train_split is not None else DEFAULT_SPLITS[c.dataset][0]
         c.val_split = c.val_split if c.val_split is not None else DEFAULT_SPLITS[c.dataset][1]
         # NVIDIA SSD300 v1.1 recipe for COCO: 65 epochs, lr 2.6e-3 per 32 images, 300 warmup steps.
@@ -121,6 +121,6 @@ class TrainConfig:
         """The config saved in ``run_dir``, set to resume; ``epochs`` may extend the run."""
         path = pathlib.Path(run_dir) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; --resume needs the folder of an earlier run")
+            raise FileNotFoundError(f"{path}: not found; resume=True needs the folder of an earlier run")
         saved = cls.load(path)
         return dataclasses.replace(saved, resume=True, output=str(run_dir), epochs=epochs or saved.epochs)

@@ -29,8 +29,8 @@ def init_from(model, source, source_name=None):
     source = source_name or source
     ours, theirs = layout_of(model), layout_of(trained)
     if ours != theirs:
-        raise ValueError(f"--init-from {source}: its backbone layout is {theirs!r}, this run's is {ours!r}: "
-                         f"train with --backbone-layout {theirs}")
+        raise ValueError(f"init_from={source}: its backbone layout is {theirs!r}, this run's is {ours!r}: "
+                         f"train with backbone_layout={theirs!r}")
     copied, initialised = [], []
     for layer in model.layers:
         if not layer.weights:
@@ -47,7 +47,7 @@ def init_from(model, source, source_name=None):
         else:
             initialised.append(layer.name)
     if not copied:
-        raise ValueError(f"--init-from {source}: no layer fits this model; is it an SSD300?")
+        raise ValueError(f"init_from={source}: no layer fits this model; is it an SSD300?")
     return {"source": str(source), "copied": copied, "initialised": initialised}
 
 

@@ -16,10 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ssd_tf.training import callbacks as callbacks_lib
 from ssd_tf.inference import loading
-from ssd_tf.modeling import batchnorm
-from ssd_tf.modeling import losses
+from ssd_tf.modeling import batchnorm, losses
+from ssd_tf.training import callbacks as callbacks_lib
 from ssd_tf.training.config import JIT_COMPILE
 
 log = logging.getLogger("ssd_tf.training.loop")
@@ -49,7 +48,7 @@ def resolve_jit_compile(setting, strategy):
     """auto -> on with a GPU under a single replica, else off (Keras' own choice for ``fit``:
     XLA off on CPUs and under tf.distribute); on / off as they are."""
     if setting not in JIT_COMPILE:
-        raise ValueError(f"--jit-compile must be one of {', '.join(JIT_COMPILE)}, not {setting!r}")
+        raise ValueError(f"jit_compile= must be one of {', '.join(JIT_COMPILE)}, not {setting!r}")
     if setting == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return bool(gpus) and strategy.num_replicas_in_sync == 1
@@ -63,7 +62,7 @@ def checkpoint_epochs_done(checkpoint_dir):
         return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
     if (pathlib.Path(checkpoint_dir) / "training_metadata.json").is_file():
         raise ValueError(f"{checkpoint_dir}: a run of an earlier ssd-tf (Keras BackupAndRestore checkpoints), "
-                         "which this version cannot resume; its latest.weights.h5 still loads with --init-from")
+                         "which this version cannot resume; its latest.weights.h5 still loads with init_from=")
     return 0
 
 

@@ -16,24 +16,19 @@ import time
 
 import keras
 
-from ssd_tf.inference import loading
-
-from ssd_tf.modeling import batchnorm
-from ssd_tf.training import callbacks as callbacks_lib
 from ssd_tf import data as data_lib
-from ssd_tf.training import distribute
+from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.evaluation import coco_metric as evaluation
-from ssd_tf.training import finetune
-from ssd_tf.training import loop
-from ssd_tf.modeling import losses
 from ssd_tf.inference import prediction
-from ssd_tf.training import validation
-from ssd_tf.modeling.backbone import layout_of
-from ssd_tf.training.config import TrainConfig
 from ssd_tf.inference.detector import Detector
-from ssd_tf.modeling.ssd300 import build_ssd300
-from ssd_tf.modeling.optimizers import TorchSGD
+from ssd_tf.modeling import batchnorm, losses
+from ssd_tf.modeling.backbone import layout_of
 from ssd_tf.modeling.lr_schedules import WarmupSchedule
+from ssd_tf.modeling.optimizers import TorchSGD
+from ssd_tf.modeling.ssd300 import build_ssd300
+from ssd_tf.training import callbacks as callbacks_lib
+from ssd_tf.training import distribute, finetune, loop, validation
+from ssd_tf.training.config import TrainConfig
 
 log = logging.getLogger("ssd_tf.training.run")
 
@@ -87,7 +82,7 @@ def prepare_run_dir(config, chief=True):
         if not checkpoints.exists():
             raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/ folder)")
     elif checkpoints.exists() and any(checkpoints.iterdir()):
-        raise FileExistsError(f"{run} already holds a run: pass --resume to continue it, or another --output")
+        raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or another output=")
     run.mkdir(parents=True, exist_ok=True)
     return run
 
@@ -129,21 +124,10 @@ def train(config, callbacks=(), model_fn=None):
     start = time.time()
     chief = distribute.is_chief()
     run = prepare_run_dir(config, chief)
-    if config.resume:
-        done = run_epochs_done(run)
-        if done >= config.epochs:
-            log.info("%s already finished %d of %d epochs: nothing to train", run, done, config.epochs)
-            summary = {"already_finished": True, "epochs": config.epochs, "completed_epochs": done}
-            return {"run_dir": run, "model": None, "history": {}, "summary": summary}
-    source = None
-    if config.init_from and not (config.resume and run_epochs_done(run)):  # resumed: weights come from the run
-        source = finetune.load_source(config.init_from)
-        source_layout = layout_of(source)
-        if config.backbone_layout is None:  # the fine-tuned model keeps its source's layout
-            config.backbone_layout = source_layout
-        elif config.backbone_layout != source_layout:
-            raise ValueError(f"--init-from {config.init_from}: its backbone layout is {source_layout!r}, "
-                             f"--backbone-layout asks for {config.backbone_layout!r}")
+    finished = _already_finished(config, run)
+    if finished is not None:
+        return finished
+    source = _fine_tuning_source(config, run)
     if chief:
         config.save(run / "config.json")
     keras.utils.set_random_seed(config.seed)
@@ -152,8 +136,68 @@ def train(config, callbacks=(), model_fn=None):
 
     train_set, val_set = load_datasets(config)
     if chief:
-        loading.write_classes(run / loading.CLASSES_FILE, train_set.class_names, train_set.category_ids)
-    # Difficult objects and object-less images are dropped (and reported) once, here.
+        write_classes(run / CLASSES_FILE, train_set.class_names, train_set.category_ids)
+    usable, steps_per_epoch, report = _training_images(config, train_set, val_set)
+    with strategy.scope():
+        model = _build_model(config, train_set.num_classes, model_fn, source, run if chief else None)
+        # Compiled for what reads model.optimizer (TensorBoard's learning rate, user callbacks) and
+        # for final.keras; under mixed_float16 compile wraps it in a LossScaleOptimizer.
+        compile_model(model, build_optimizer(config, steps_per_epoch))
+    data_lib.check_labels(train_set, model.output_shape[-1] - 4)
+
+    def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
+        return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
+                                      input_context=input_context, num_classes=train_set.num_classes,
+                                      skip_empty=True).repeat()
+
+    # One Detector for validation, the TensorBoard images and the final drawings: the model's
+    # detection graph is traced once per run, not once for each.
+    detector = Detector(model, train_set.class_names, train_set.category_ids)
+    settings = _loop_settings(config, model, strategy, usable, val_set, detector, steps_per_epoch, run, chief)
+    chief_callbacks = _run_folder_callbacks(config, run, train_set, val_set, detector) if chief else []
+    history = loop.fit(model, model.optimizer, strategy, dataset_fn, settings, callbacks=callbacks,
+                       chief_callbacks=chief_callbacks)
+
+    summary = {
+        "strategy": strategy_name, "replicas": strategy.num_replicas_in_sync, "epochs": config.epochs,
+        "final_loss": float(history["loss"][-1]) if history.get("loss") else None,
+        "wall_s": round(time.time() - start, 1), "skipped": report,
+    }
+    if chief:
+        _write_results(config, run, model, detector, train_set, val_set, history, summary)
+    return {"run_dir": run, "model": model, "history": history, "summary": summary}
+
+
+def _already_finished(config, run):
+    """``train``'s result for a resumed run that has already trained ``config.epochs``, else None."""
+    if not config.resume:
+        return None
+    done = run_epochs_done(run)
+    if done < config.epochs:
+        return None
+    log.info("%s already finished %d of %d epochs: nothing to train", run, done, config.epochs)
+    summary = {"already_finished": True, "epochs": config.epochs, "completed_epochs": done}
+    return {"run_dir": run, "model": None, "history": {}, "summary": summary}
+
+
+def _fine_tuning_source(config, run):
+    """The ``init_from`` model whose weights start the run (None without one, or when resuming: the
+    weights then come from the run). Sets ``config.backbone_layout`` to its layout when unset."""
+    if not config.init_from or (config.resume and run_epochs_done(run)):
+        return None
+    source = finetune.load_source(config.init_from)
+    source_layout = layout_of(source)
+    if config.backbone_layout is None:  # the fine-tuned model keeps its source's layout
+        config.backbone_layout = source_layout
+    elif config.backbone_layout != source_layout:
+        raise ValueError(f"init_from={config.init_from}: its backbone layout is {source_layout!r}, "
+                         f"and backbone_layout={config.backbone_layout!r} asks for another")
+    return source
+
+
+def _training_images(config, train_set, val_set):
+    """(usable training set, steps per epoch, the skip report's lines). Difficult objects and
+    object-less images are dropped (and reported) once, here."""
     usable, num_usable = data_lib.for_training(train_set)
     report = [f"train: {train_set.report.summary()}"] + ([f"val: {val_set.report.summary()}"] if val_set else [])
     for line in report:
@@ -167,28 +211,27 @@ def train(config, callbacks=(), model_fn=None):
         raise ValueError(f"{train_set.name}: fewer usable training images than one batch of {config.batch_size}")
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    return usable, steps_per_epoch, report
 
-    with strategy.scope():
-        if model_fn is not None:
-            model = model_fn(train_set.num_classes)
-        else:
-            weights = None if config.backbone_weights == "none" else config.backbone_weights
-            # From random weights, residual blocks start as identities (zero-init residual BN scale).
-            model = build_ssd300(train_set.num_classes, backbone_weights=weights, sync_bn=config.sync_bn,
-                                 zero_init_residual=weights is None and source is None,
-                                 backbone_layout=config.backbone_layout)
-        if source is not None:
-            finetune.record(finetune.init_from(model, source, config.init_from), run if chief else None)
-        # Compiled for what reads model.optimizer (TensorBoard's learning rate, user callbacks) and
-        # for final.keras; under mixed_float16 compile wraps it in a LossScaleOptimizer.
-        compile_model(model, build_optimizer(config, steps_per_epoch))
-    data_lib.check_labels(train_set, model.output_shape[-1] - 4)
 
-    def dataset_fn(input_context):  # each worker reads, decodes and augments only its own share
-        return data_lib.train_dataset(usable, config.batch_size, seed=config.seed, drop_remainder=True,
-                                      input_context=input_context, num_classes=train_set.num_classes,
-                                      skip_empty=True).repeat()
+def _build_model(config, num_classes, model_fn, source, run):
+    """The model to train (inside the strategy's scope): ``model_fn``'s or SSD300, with the
+    fine-tuning ``source``'s weights copied in (recorded in ``run`` when given)."""
+    if model_fn is not None:
+        model = model_fn(num_classes)
+    else:
+        weights = None if config.backbone_weights == "none" else config.backbone_weights
+        # From random weights, residual blocks start as identities (zero-init residual BN scale).
+        model = build_ssd300(num_classes, backbone_weights=weights, sync_bn=config.sync_bn,
+                             zero_init_residual=weights is None and source is None,
+                             backbone_layout=config.backbone_layout)
+    if source is not None:
+        finetune.record(finetune.init_from(model, source, config.init_from), run)
+    return model
 
+
+def _loop_settings(config, model, strategy, usable, val_set, detector, steps_per_epoch, run, chief):
+    """The training loop's settings: epochs, checkpoints, validation, precise BN, XLA, loss scaling."""
     precise_bn = None
     if config.precise_bn > 0:
         def bn_dataset_fn(input_context):  # unaugmented training images, whole global batches
@@ -197,33 +240,24 @@ def train(config, callbacks=(), model_fn=None):
         precise_bn = batchnorm.PreciseBN(model, strategy.distribute_datasets_from_function(bn_dataset_fn),
                                          config.precise_bn, strategy)
     has_val = val_set is not None and len(val_set) > 0
-    # One Detector for validation, the TensorBoard images and the final drawings: the model's
-    # detection graph is traced once per run, not once for each.
-    detector = Detector(model, train_set.class_names, train_set.category_ids)
-    settings = loop.LoopSettings(
+    return loop.LoopSettings(
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, global_batch=config.batch_size,
         checkpoint_dir=run / "checkpoints", chief=chief, resume=config.resume,
         validation_epochs=tuple(validation_epochs(config)) if has_val else (),
         validate=validation.Validation(val_set, config.batch_size, strategy, detector=detector) if has_val else None,
         precise_bn=precise_bn, jit_compile=config.jit_compile,
         loss_scaling=config.mixed_precision == "float16", verbose=2 if os.environ.get("CI") else 1)
-    chief_callbacks = _run_folder_callbacks(config, run, train_set, val_set, detector) if chief else []
-    history = loop.fit(model, model.optimizer, strategy, dataset_fn, settings, callbacks=callbacks,
-                       chief_callbacks=chief_callbacks)
 
-    summary = {
-        "strategy": strategy_name, "replicas": strategy.num_replicas_in_sync, "epochs": config.epochs,
-        "final_loss": float(history["loss"][-1]) if history.get("loss") else None,
-        "wall_s": round(time.time() - start, 1), "skipped": report,
-    }
-    if chief:
-        if val_set is not None and len(val_set):
-            summary.update(_final_validation(config, detector, val_set, history, run))
-        model.save(run / "final.keras")
-        (run / "skipped.txt").write_text(
-            "\n".join(report + train_set.report.messages + (val_set.report.messages if val_set else [])) + "\n")
-        (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return {"run_dir": run, "model": model, "history": history, "summary": summary}
+
+def _write_results(config, run, model, detector, train_set, val_set, history, summary):
+    """The chief's last files: the final validation and drawings, final.keras, skipped.txt, summary.json."""
+    if val_set is not None and len(val_set):
+        summary.update(_final_validation(config, detector, val_set, history, run))
+    model.save(run / "final.keras")
+    report = summary["skipped"]
+    (run / "skipped.txt").write_text(
+        "\n".join(report + train_set.report.messages + (val_set.report.messages if val_set else [])) + "\n")
+    (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def _final_validation(config, detector, val_set, history, run):

@@ -11,10 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf import data as data_lib
-from ssd_tf.training import distribute
 from ssd_tf.evaluation import coco_metric as evaluation
-from ssd_tf.modeling import losses
 from ssd_tf.inference.detector import Detector
+from ssd_tf.modeling import losses
+from ssd_tf.training import distribute
 
 log = logging.getLogger("ssd_tf.training.validation")
 
