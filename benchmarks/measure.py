@@ -182,36 +182,59 @@ def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21,
 def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=None, formats=None,
                          num_classes=21, seed=0, reference=None, model=None, prebuilt=None):
     """Images/s of every inference path on the same uint8 ``images`` (list of [H, W, 3]) with the
-    same ``threads``, medians over ``passes`` alternating passes, and ratios to the reference design's PyTorch
-    model and PostProcess at the same batch size.
+    same ``threads``, medians over ``passes`` alternating passes, and ratios to the reference
+    design's PyTorch model and PostProcess at the same batch size.
 
     Paths: ``keras`` (Detector on the Keras model: resize, model, decode, NMS), ``saved_model_bytes``
     (serving_default on JPEG bytes) and ``saved_model_images`` (serve_images), ``tflite_float32``
-    and ``tflite_int8`` (batch 1: the files take one image), ``reference``: ``reference``, a pair of
-    functions of a list of images (the reference design's whole inference, its network alone),
-    from the checkout's ``tests/reference_benchmarks.py``.
+    and ``tflite_int8`` (batch 1: the files take one image), and ``reference``: ``reference``, a
+    pair of functions of a list of images (the reference design's whole inference, its network
+    alone), from ``benchmarks.reference``.
 
     ``model``: the Keras SSD300 to measure; by default one with random weights and ``num_classes``
     (speed does not depend on the weights). ``prebuilt``: {"saved_model": folder, "tflite_float32":
     file, "tflite_int8": file}, files to measure as they are instead of exporting ``model`` to
     ``folder``; the result's "prebuilt" names those measured."""
-    from ssd_tf.export import saved_model as export
-    from ssd_tf.inference.detector import Detector
-
     threads = threads or data_lib.pipeline.usable_cores()
     formats = set(formats or ("keras", "saved_model", "tflite_float32", "tflite_int8", "reference"))
-    folder = pathlib.Path(folder)
     prebuilt = {name: pathlib.Path(path) for name, path in (prebuilt or {}).items()}
     if model is None:
         keras.utils.set_random_seed(seed)
         model = build_ssd300(num_classes)
-    paths = {}  # name -> (batch sizes, function of a list of images)
-    used = {}  # name -> the file or folder measured
+    paths, used = _inference_paths(model, images, pathlib.Path(folder), batch_sizes, threads, formats, prebuilt)
+    if "reference" in formats and reference is not None:
+        paths["reference"] = (batch_sizes, reference[0])
+        # The reference's network alone: its PostProcess runs a greedy NMS in Python here
+        # (torchvision does not import beside this CPU torch), whose cost grows with the
+        # boxes over 0.05 that random weights give.
+        paths["reference_network_only"] = (batch_sizes, reference[1])
+    rates = _alternating_rates(paths, images, batch_sizes, passes)
+    result = {"machine": _machine(), "threads": threads, "images": len(images), "passes": passes,
+              "num_classes": int(model.output_shape[-1]) - 4,
+              "prebuilt": {name: str(path) for name, path in used.items() if path == prebuilt.get(name)}, "rates": {}}
+    for (name, b), values in rates.items():
+        entry = {"images_per_s_median": statistics.median(values), "passes": values}
+        if ("reference", b) in rates and not name.startswith("reference"):
+            entry["vs_reference"] = entry["images_per_s_median"] / statistics.median(rates[("reference", b)])
+        result["rates"][f"{name}_b{b}"] = entry
+    return result
+
+
+def _inference_paths(model, images, folder, batch_sizes, threads, formats, prebuilt):
+    """({name: (batch sizes, function of a list of images)}, {name: the file or folder measured})
+    for our model forms: the Keras Detector, the SavedModel's two signatures, the TFLite files
+    (exported from ``model`` into ``folder`` unless ``prebuilt`` names them)."""
+    from ssd_tf.data.resize import to_uint8_input
+    from ssd_tf.export import tflite as tflite_export
+    from ssd_tf.export.saved_model import export_saved_model
+    from ssd_tf.inference.detector import Detector
+    from ssd_tf.inference.tflite_runner import TFLiteRunner
+
+    paths, used = {}, {}
     if "keras" in formats:
-        keras_detector = Detector(model)
-        paths["keras"] = (batch_sizes, keras_detector.detect)
+        paths["keras"] = (batch_sizes, Detector(model).detect)
     if "saved_model" in formats:
-        path = prebuilt.get("saved_model") or export.export_saved_model(model, folder / "saved_model")
+        path = prebuilt.get("saved_model") or export_saved_model(model, folder / "saved_model")
         saved = tf.saved_model.load(str(path))
         used["saved_model"] = path
         by_bytes, by_images = saved.signatures["serving_default"], saved.signatures["serve_images"]
@@ -223,29 +246,23 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
                                        else by_images(images=tf.constant(np.stack(batch))))
     for quantize, name in (("none", "tflite_float32"), ("int8", "tflite_int8")):
         if name in formats:
-            from ssd_tf.data.resize import to_uint8_input
-            from ssd_tf.export import tflite as tflite_export
-            from ssd_tf.inference import tflite_runner as tflite
             path = prebuilt.get(name)
             if path is None:
                 calibration = [to_uint8_input(i) for i in images] if quantize == "int8" else None
                 path = folder / name / "model.tflite"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(tflite_export.convert(model, quantize, calibration))
-            runner = tflite.TFLiteRunner(path, num_threads=threads)
             used[name] = path
-            paths[name] = ((1,), runner.detect_batch)
-    if "reference" in formats and reference is not None:
-        reference_paths = reference
-        if reference_paths is not None:
-            paths["reference"] = (batch_sizes, reference_paths[0])
-            # The reference's network alone: its PostProcess runs a greedy NMS in Python here
-            # (torchvision does not import beside this CPU torch), whose cost grows with the
-            # boxes over 0.05 that random weights give.
-            paths["reference_network_only"] = (batch_sizes, reference_paths[1])
+            paths[name] = ((1,), TFLiteRunner(path, num_threads=threads).detect_batch)
+    return paths, used
+
+
+def _alternating_rates(paths, images, batch_sizes, passes):
+    """{(name, batch size): [images/s of each pass]}: one warm-up call each (traces, first-call
+    allocations), then ``passes`` passes over ``images``, the paths taking turns within each."""
     runs = [(name, b, fn) for name, (sizes, fn) in paths.items() for b in sizes]
     batches = {b: [images[i:i + b] for i in range(0, len(images) - b + 1, b)] or [images] for b in batch_sizes}
-    for name, b, fn in runs:  # warm-up: traces, first-call allocations
+    for name, b, fn in runs:
         fn(batches[b][0])
     rates = {(name, b): [] for name, b, _ in runs}
     for _ in range(passes):
@@ -256,12 +273,4 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
                 fn(batch)
                 count += len(batch)
             rates[(name, b)].append(count / (time.perf_counter() - start))
-    result = {"machine": _machine(), "threads": threads, "images": len(images), "passes": passes,
-              "num_classes": int(model.output_shape[-1]) - 4,
-              "prebuilt": {name: str(path) for name, path in used.items() if path == prebuilt.get(name)}, "rates": {}}
-    for (name, b), values in rates.items():
-        entry = {"images_per_s_median": statistics.median(values), "passes": values}
-        if ("reference", b) in rates and not name.startswith("reference"):
-            entry["vs_reference"] = entry["images_per_s_median"] / statistics.median(rates[("reference", b)])
-        result["rates"][f"{name}_b{b}"] = entry
-    return result
+    return rates

@@ -209,11 +209,11 @@ def test_data_benchmark_reads_whole_epochs_from_one_repeated_pipeline():
 def test_fewer_images_than_counted_are_reported_not_silently_padded(capfd):
     # A source that yields fewer elements than its recorded count (TFRecord shards whose count
     # file disagrees with them): the shortfall is warned about and counted like unreadable images.
-    from ssd_tf.data import pipeline
+    from ssd_tf.data import failed_images, pipeline
 
     elements = data.make_synthetic(3, seed=1).to_tf()
     capfd.readouterr()
-    out = list(pipeline._decoded(elements, 5, True, "short", parallel=1))
+    out = list(failed_images.decoded_in_order(elements, 5, True, "short", 1, lambda e: pipeline._decode(e, True)))
     assert [bool(e["ok"]) for e in out] == [True, True, True, False, False]
     assert "unreadable images so far in this pass: 2" in capfd.readouterr().err
 

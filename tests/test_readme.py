@@ -59,3 +59,33 @@ def test_command_parses_as_written(document, command):
     parsed = module.build_parser().parse_args(args)  # SystemExit(2) on an unknown option or a bad value
     if script.endswith("train.py") and not parsed.resume:
         module.config_from_args(parsed).resolved()  # the values go together (ValueError otherwise)
+
+
+def test_api_reference_documents_every_public_name_of_inference_evaluation_and_export():
+    import importlib
+
+    api = (ROOT / "docs" / "api.md").read_text()
+    missing = [f"{package}.{name}" for package in ("ssd_tf.inference", "ssd_tf.evaluation", "ssd_tf.export")
+               for name in importlib.import_module(package).__all__ if f"`{name}" not in api]
+    assert not missing, missing
+
+
+def test_every_library_name_the_docs_give_exists():
+    """Each ``ssd_tf.a.b`` in the README and docs/ names something importable: a renamed or moved
+    name can't linger in the documentation."""
+    import importlib
+
+    current = [path.read_text().split("## Measurement history")[0] for path in DOCUMENTS + [ROOT / "CONTRIBUTING.md"]]
+    names = {m for text in current for m in re.findall(r"(?<![\w/])ssd_tf(?:\.[A-Za-z_]\w*)+", text)}
+    assert len(names) > 20
+    missing = []
+    for dotted in sorted(names):
+        parts = dotted.split(".")
+        obj = importlib.import_module("ssd_tf")
+        for part in parts[1:]:
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                missing.append(dotted)
+                break
+    assert not missing, missing

@@ -7,7 +7,7 @@ Importing this package loads no TensorFlow; its names load on first use.
 from ssd_tf.lazy import exports
 
 _EXPORTS = {
-    "fail": "errors", "user_errors": "errors",
+    "fail": "errors", "user_errors": "errors", "as_flags": "errors",
     "evaluate_model_from": "evaluate",
     "export_saved_model_from": "export",
 }

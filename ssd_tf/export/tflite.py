@@ -40,6 +40,42 @@ def _postprocess_signature(num_classes, score_threshold, iou_threshold, max_dete
     return " ".join([f'name: "{POSTPROCESS_OP}"'] + attrs)
 
 
+def _check_model(model, spec):
+    """The class count (background included) of an SSD300 the TFLite export can take; ValueError otherwise."""
+    shape = tuple(model.input_shape[1:])
+    if shape != (spec.image_size, spec.image_size, 3):
+        raise ValueError(f"TFLite export needs a {spec.image_size}x{spec.image_size}x3 input; "
+                         f"the model takes {shape}")
+    num_classes = int(model.output_shape[-1]) - 4
+    if num_classes < 2:
+        raise ValueError(f"TFLite export needs background plus at least one class; the model has {num_classes}")
+    return num_classes
+
+
+def _difference_heads(model, num_classes):
+    """[(kernel, bias, boxes per cell)] for each of the six class heads, rewritten to give (class
+    logit - background logit) / LOGIT_RANGE.
+
+    int8 gives each tensor one scale, and TFLite's concatenation makes its inputs share one. A
+    trained model's 38x38 class head is sure of background by logits of +-800 while its 5x5 to 1x1
+    heads find objects with logits under 10: at one scale for all (6.2 a step) those become 0 and
+    every score 0.5. So each class head becomes a conv whose outputs are the differences above,
+    clipped to [-1, 1] (a fused RELU_N1_TO_1, so int8 steps 1/128 of it), times LOGIT_RANGE; the
+    background's is 0. Softmax over (0, differences) is the model's softmax, up to scores under e^-16.
+    """
+    heads = []
+    for k in range(6):
+        kernel, bias = model.get_layer(f"conf{k}_conv").get_weights()
+        boxes = kernel.shape[-1] // num_classes
+        kernel = kernel.reshape(*kernel.shape[:3], boxes, num_classes)
+        bias = bias.reshape(boxes, num_classes)
+        kernel = (kernel[..., 1:] - kernel[..., :1]) / LOGIT_RANGE
+        bias = (bias[:, 1:] - bias[:, :1]) / LOGIT_RANGE
+        heads.append((tf.constant(kernel.reshape(*kernel.shape[:3], -1), tf.float32),
+                      tf.constant(bias.reshape(-1), tf.float32), boxes))
+    return heads
+
+
 class TFLiteModule(tf.Module):
     """The graph that converts: uint8 image -> model -> (y, x, h, w) encodings and softmax scores
     -> TFLite_Detection_PostProcess, on boxes clipped to the image, as decode_detections does.
@@ -51,41 +87,18 @@ class TFLiteModule(tf.Module):
     def __init__(self, model, score_threshold=0.05, iou_threshold=0.5, max_detections=100, spec=anchors_lib.SSD300,
                  clip_before_nms=True):
         super().__init__(name="ssd300_tflite")
-        shape = tuple(model.input_shape[1:])
-        if shape != (spec.image_size, spec.image_size, 3):
-            raise ValueError(f"TFLite export needs a {spec.image_size}x{spec.image_size}x3 input; "
-                             f"the model takes {shape}")
-        num_classes = int(model.output_shape[-1]) - 4
-        if num_classes < 2:
-            raise ValueError(f"TFLite export needs background plus at least one class; the model has {num_classes}")
-        # int8 gives each tensor one scale, and TFLite's concatenation makes its inputs share one. A
-        # trained model's 38x38 class head is sure of background by logits of +-800 while its 5x5
-        # to 1x1 heads find objects with logits under 10: at one scale for all (6.2 a step) those
-        # become 0 and every score 0.5. So each class head is rewritten as a conv whose outputs are
-        # (class logit - background logit) / LOGIT_RANGE, clipped to [-1, 1] (a fused RELU_N1_TO_1,
-        # so int8 steps 1/128 of it), times LOGIT_RANGE; the background's is 0. Softmax over
-        # (0, differences) is the model's softmax, up to scores under e^-16.
+        self._spec, self.size = spec, spec.image_size
+        self.num_classes = _check_model(model, spec)
         import keras
         features = [model.get_layer(f"conf{k}_conv").input for k in range(6)]
         locs = [model.get_layer(f"loc{k}_flat").output for k in range(6)]
         split = keras.Model(model.inputs, features + locs)
-        self.class_heads = []
-        for k in range(6):
-            kernel, bias = model.get_layer(f"conf{k}_conv").get_weights()
-            boxes = kernel.shape[-1] // num_classes
-            kernel = kernel.reshape(*kernel.shape[:3], boxes, num_classes)
-            bias = bias.reshape(boxes, num_classes)
-            kernel = (kernel[..., 1:] - kernel[..., :1]) / LOGIT_RANGE
-            bias = (bias[:, 1:] - bias[:, :1]) / LOGIT_RANGE
-            self.class_heads.append((tf.constant(kernel.reshape(*kernel.shape[:3], -1), tf.float32),
-                                     tf.constant(bias.reshape(-1), tf.float32), boxes))
+        self.class_heads = _difference_heads(model, self.num_classes)
         # As in ServingModule: track the raw variables, reach the model through an untracked closure.
         self.model_variables = [v.value for v in model.weights]
         self._run_model = lambda images: split(images, training=False)
-        cxcywh = anchors_lib.default_boxes(spec)
-        self._anchors_yxhw = cxcywh[:, [1, 0, 3, 2]].astype(np.float32)
-        self.size = spec.image_size
-        signature = _postprocess_signature(num_classes, score_threshold, iou_threshold, max_detections, spec)
+        self._anchors_yxhw = anchors_lib.default_boxes(spec)[:, [1, 0, 3, 2]].astype(np.float32)
+        signature = _postprocess_signature(self.num_classes, score_threshold, iou_threshold, max_detections, spec)
 
         @tf.function(experimental_implements=signature)
         def postprocess(box_encodings, class_predictions, anchors):  # noqa: ARG001 (replaced by the op)
@@ -97,16 +110,7 @@ class TFLiteModule(tf.Module):
         def detect(image):
             outputs = [tf.cast(t, tf.float32) for t in self._run_model(tf.cast(image, tf.float32))]
             loc = tf.concat(outputs[6:], axis=1)
-            differences = []
-            for feature, (kernel, bias, boxes) in zip(outputs[:6], self.class_heads):
-                x = tf.nn.conv2d(feature, kernel, 1, "SAME") + bias
-                x = tf.minimum(tf.maximum(x, -1.0), 1.0) * LOGIT_RANGE
-                size = feature.shape[1]
-                x = tf.reshape(x, [1, size, size, boxes, num_classes - 1])  # the model's slot order
-                differences.append(tf.reshape(tf.transpose(x, [0, 3, 1, 2, 4]), [1, boxes * size * size, -1]))
-            differences = tf.concat(differences, axis=1)
-            conf = tf.concat([tf.zeros_like(differences[..., :1]), differences], axis=-1)
-            scores = tf.nn.softmax(conf, axis=-1)  # background stays at index 0
+            scores = self._scores(outputs[:6])
             if clip_before_nms:
                 encodings, big_enough = self._clipped_encodings(loc)
                 scores = scores * big_enough[..., None]
@@ -116,7 +120,20 @@ class TFLiteModule(tf.Module):
             return {"detection_boxes": tf.clip_by_value(boxes, 0.0, 1.0), "detection_classes": classes,
                     "detection_scores": scores, "num_detections": count}
         self.detect = detect
-        self._spec = spec
+
+    def _scores(self, features):
+        """[1, 8732, C] softmax scores in the model's slot order, from the six class heads' input
+        features through the difference heads (background at index 0)."""
+        differences = []
+        for feature, (kernel, bias, boxes) in zip(features, self.class_heads):
+            x = tf.nn.conv2d(feature, kernel, 1, "SAME") + bias
+            x = tf.minimum(tf.maximum(x, -1.0), 1.0) * LOGIT_RANGE
+            size = feature.shape[1]
+            x = tf.reshape(x, [1, size, size, boxes, self.num_classes - 1])  # the model's slot order
+            differences.append(tf.reshape(tf.transpose(x, [0, 3, 1, 2, 4]), [1, boxes * size * size, -1]))
+        differences = tf.concat(differences, axis=1)
+        conf = tf.concat([tf.zeros_like(differences[..., :1]), differences], axis=-1)
+        return tf.nn.softmax(conf, axis=-1)
 
     def _clipped_encodings(self, loc):
         """The op's (y, x, h, w) encodings of the boxes ``loc`` decodes to, clipped to the image,

@@ -128,29 +128,11 @@ def fit(model, optimizer, strategy, dataset_fn, settings, callbacks=(), chief_ca
     """
     s = settings
     dist_ds = strategy.distribute_datasets_from_function(dataset_fn)
-    with strategy.scope():
-        if s.loss_scaling and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    ckpt_dir = s.checkpoint_dir if s.chief else pathlib.Path(tempfile.mkdtemp(prefix="ssd_tf_worker_"))
-    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
-    chief_latest = tf.train.latest_checkpoint(str(s.checkpoint_dir))
-    if s.resume and chief_latest:
-        loading.restore_checkpoint(chief_latest, checkpoint=checkpoint)
-
+    optimizer, epoch_var, manager, ckpt_dir = _checkpointed_state(model, optimizer, strategy, s)
     jit = resolve_jit_compile(s.jit_compile, strategy)
     log.info("training step: XLA %s (--jit-compile %s)", "on" if jit else "off", s.jit_compile)
     train_steps = make_train_steps(model, optimizer, strategy, s.global_batch, jit)
-
-    everywhere = keras.callbacks.CallbackList(list(callbacks), add_history=False, add_progbar=False, model=model,
-                                              epochs=s.epochs, steps=s.steps_per_epoch, verbose=s.verbose)
-    progress = [keras.callbacks.ProgbarLogger()] if s.chief and s.verbose else []
-    on_chief = keras.callbacks.CallbackList(list(chief_callbacks) + progress if s.chief else [], model=model,
-                                            epochs=s.epochs, steps=s.steps_per_epoch, verbose=s.verbose)
-    every = [on_chief, everywhere]
+    every = _callback_lists(model, s, callbacks, chief_callbacks)
     history, last_finite = {}, None
     first_epoch = int(epoch_var.numpy())
     if first_epoch:
@@ -162,30 +144,10 @@ def fit(model, optimizer, strategy, dataset_fn, settings, callbacks=(), chief_ca
     for epoch in range(first_epoch, s.epochs):
         for cbs in every:
             cbs.on_epoch_begin(epoch)
-        sums, done = np.zeros(3), 0
-        while done < s.steps_per_epoch:
-            count = min(s.steps_per_call, s.steps_per_epoch - done)
-            for cbs in every:
-                cbs.on_train_batch_begin(done)
-            parts = train_steps(iterator, tf.constant(count)).numpy()
-            for i, (loss, _, _) in enumerate(parts):
-                # Every worker sees the same all-reduced loss, so all stop together.
-                step = epoch * s.steps_per_epoch + done + i + 1
-                callbacks_lib.check_finite_loss(float(loss), step, last_finite)
-                last_finite = (step, float(loss))
-            sums += parts.sum(axis=0)
-            done += count
-            means = sums / done
-            batch_logs = {"loss": means[0], "loc_loss": means[1], "cls_loss": means[2]}
-            for cbs in every:
-                cbs.on_train_batch_end(done - 1, batch_logs)
+        batch_logs, last_finite = _train_epoch(train_steps, iterator, epoch, s, every, last_finite)
         batchnorm.sync_moving_statistics(strategy, model)
         logs = {**batch_logs, "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
-        if epoch + 1 in s.validation_epochs or epoch + 1 == s.epochs:
-            if s.precise_bn is not None:
-                s.precise_bn()
-            if s.validate is not None and epoch + 1 in s.validation_epochs:
-                logs.update(s.validate(model))
+        logs.update(_end_of_epoch_checks(model, epoch, s))
         epoch_var.assign(epoch + 1)
         manager.save()
         for cbs in every:
@@ -200,3 +162,66 @@ def fit(model, optimizer, strategy, dataset_fn, settings, callbacks=(), chief_ca
     if not s.chief:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return history
+
+
+def _checkpointed_state(model, optimizer, strategy, s):
+    """(optimizer, wrapped for loss scaling and built; the epoch counter; the checkpoint manager;
+    its folder), restored from the chief's latest checkpoint when resuming. Workers other than the
+    chief save into a temporary folder, removed after training."""
+    with strategy.scope():
+        if s.loss_scaling and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+    ckpt_dir = s.checkpoint_dir if s.chief else pathlib.Path(tempfile.mkdtemp(prefix="ssd_tf_worker_"))
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=2)
+    chief_latest = tf.train.latest_checkpoint(str(s.checkpoint_dir))
+    if s.resume and chief_latest:
+        loading.restore_checkpoint(chief_latest, checkpoint=checkpoint)
+    return optimizer, epoch_var, manager, ckpt_dir
+
+
+def _callback_lists(model, s, callbacks, chief_callbacks):
+    """[the chief's callbacks (and its progress bar), everyone's callbacks], in the order they run."""
+    everywhere = keras.callbacks.CallbackList(list(callbacks), add_history=False, add_progbar=False, model=model,
+                                              epochs=s.epochs, steps=s.steps_per_epoch, verbose=s.verbose)
+    progress = [keras.callbacks.ProgbarLogger()] if s.chief and s.verbose else []
+    on_chief = keras.callbacks.CallbackList(list(chief_callbacks) + progress if s.chief else [], model=model,
+                                            epochs=s.epochs, steps=s.steps_per_epoch, verbose=s.verbose)
+    return [on_chief, everywhere]
+
+
+def _train_epoch(train_steps, iterator, epoch, s, every, last_finite):
+    """One epoch's steps, ``s.steps_per_call`` per call. Returns (the epoch's mean loss logs, the
+    last finite (step, loss)); raises TrainingDiverged at a non-finite loss."""
+    sums, done = np.zeros(3), 0
+    while done < s.steps_per_epoch:
+        count = min(s.steps_per_call, s.steps_per_epoch - done)
+        for cbs in every:
+            cbs.on_train_batch_begin(done)
+        parts = train_steps(iterator, tf.constant(count)).numpy()
+        for i, (loss, _, _) in enumerate(parts):
+            # Every worker sees the same all-reduced loss, so all stop together.
+            step = epoch * s.steps_per_epoch + done + i + 1
+            callbacks_lib.check_finite_loss(float(loss), step, last_finite)
+            last_finite = (step, float(loss))
+        sums += parts.sum(axis=0)
+        done += count
+        means = sums / done
+        batch_logs = {"loss": means[0], "loc_loss": means[1], "cls_loss": means[2]}
+        for cbs in every:
+            cbs.on_train_batch_end(done - 1, batch_logs)
+    return batch_logs, last_finite
+
+
+def _end_of_epoch_checks(model, epoch, s):
+    """Precise BN on validation epochs and after the last; then the validation's logs, if due."""
+    if epoch + 1 not in s.validation_epochs and epoch + 1 != s.epochs:
+        return {}
+    if s.precise_bn is not None:
+        s.precise_bn()
+    if s.validate is not None and epoch + 1 in s.validation_epochs:
+        return s.validate(model)
+    return {}
