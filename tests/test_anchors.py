@@ -47,7 +47,7 @@ def test_level_offsets():
     assert [anchors.slot_index(level, 0, 0, 0) for level in range(6)] == [0, 5776, 7942, 8542, 8692, 8728]
 
 
-def test_equals_seed():
+def test_equals_the_reference():
     design = pytest.importorskip("reference.design")
     np.testing.assert_array_equal(ssd_tf.default_boxes(), design.dboxes300_coco()(order="xywh").numpy())
 

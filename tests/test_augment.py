@@ -46,7 +46,7 @@ def test_crop_properties_over_many_seeds():
     assert 150 < cropped < 300  # "no crop" is one of seven options
 
 
-# The seed's SSDCropping.sample_options, as minimum IoUs: None = keep the whole image; the
+# The reference's SSDCropping.sample_options, as minimum IoUs: None = keep the whole image; the
 # (None, None) option ("any crop") has no minimum. Each is drawn with probability 1/7.
 SEED_MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9, float("-inf"))
 
@@ -56,7 +56,7 @@ def _many_crops(boxes, seeds):
     return tf.map_fn(lambda s: augment.choose_crop(boxes, s)[::2], seeds, fn_output_signature=(tf.float32,) * 2)
 
 
-def test_every_seed_option_is_drawn_and_none_other():
+def test_every_reference_crop_option_is_drawn_and_none_other():
     # One box filling the image: a window's IoU with it is its area, so every option can succeed.
     seeds = tf.stack([tf.range(3000), tf.fill([3000], 5)], axis=1)
     crops, bounds = (t.numpy() for t in _many_crops(tf.constant([[0.0, 0.0, 1.0, 1.0]]), seeds))
@@ -64,7 +64,7 @@ def test_every_seed_option_is_drawn_and_none_other():
     np.testing.assert_allclose(bounds[whole], float("-inf"))
     counts = {bound: int(np.isclose(bounds[~whole], bound).sum() if np.isfinite(bound)
                          else np.isneginf(bounds[~whole]).sum()) for bound in SEED_MIN_IOUS}
-    assert sum(counts.values()) == (~whole).sum()  # no bound outside the seed's table
+    assert sum(counts.values()) == (~whole).sum()  # no bound outside the reference's table
     assert all(count > 0 for count in counts.values()), counts
     areas = (crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1])
     assert np.all(areas[~whole] > bounds[~whole])  # IoU with the full-image box
@@ -102,11 +102,11 @@ def test_color_jitter_bounds_and_determinism():
     assert all(o.min() >= 0 and o.max() <= 255 for o in outs)
     assert len({o.tobytes() for o in outs}) == 8  # different seeds, different jitter
     np.testing.assert_array_equal(augment.color_jitter(image, tf.constant([0, 3])).numpy(), outs[0])
-    # Small amounts: the seed's jitter keeps the image recognisable.
+    # Small amounts: the reference's jitter keeps the image recognisable.
     assert max(np.abs(o - image.numpy()).mean() for o in outs) < 60
 
 
-# ---------------------------------------------------------------- colour jitter against the seed
+# ---------------------------------------------------------------- colour jitter against the reference
 
 def _photo():
     """A 64x96 uint8 RGB crop of a real photo (varied, saturated colours), as PIL and numpy."""
@@ -119,7 +119,7 @@ def _photo():
     return image, np.asarray(image).astype(np.float32)
 
 
-ADJUSTMENTS = [  # (ours, the seed's PIL name, factor, max abs difference in 0..255 levels)
+ADJUSTMENTS = [  # (ours, the reference's PIL name, factor, max abs difference in 0..255 levels)
     (augment.adjust_brightness, "adjust_brightness", 0.875, 1.0),
     (augment.adjust_brightness, "adjust_brightness", 1.125, 1.0),
     (augment.adjust_contrast, "adjust_contrast", 0.5, 1.5),
@@ -129,7 +129,7 @@ ADJUSTMENTS = [  # (ours, the seed's PIL name, factor, max abs difference in 0..
 ]
 
 
-def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
+def test_each_adjustment_equals_the_references_pil_adjustment_at_fixed_factors():
     design = pytest.importorskip("reference.design")
     pil, pixels = _photo()
     for ours, name, factor, tolerance in ADJUSTMENTS:
@@ -140,7 +140,7 @@ def test_each_adjustment_equals_the_seeds_pil_adjustment_at_fixed_factors():
         assert np.abs(got - pixels).mean() > 3 * tolerance  # the factor visibly changed the image
 
 
-def test_hue_shift_equals_the_seeds_pil_hsv_shift():
+def test_hue_shift_equals_the_references_pil_hsv_shift():
     design = pytest.importorskip("reference.design")
     pil, pixels = _photo()
     for delta in (-0.05, 0.05):
@@ -152,7 +152,7 @@ def test_hue_shift_equals_the_seeds_pil_hsv_shift():
         assert np.abs(got - pixels).mean() > 3 * diff.mean()
 
 
-def test_jitter_composes_the_four_adjustments_as_the_seed_does():
+def test_jitter_composes_the_four_adjustments_as_the_reference_does():
     design = pytest.importorskip("reference.design")
     pil, pixels = _photo()
     factors = {"adjust_brightness": 1.1, "adjust_contrast": 0.6, "adjust_saturation": 1.45, "adjust_hue": 0.04}
@@ -164,7 +164,7 @@ def test_jitter_composes_the_four_adjustments_as_the_seed_does():
         got = augment.apply_jitter(tf.constant(pixels), *alone.values(), tf.constant([3, 1, 0, 2])).numpy()
         diff = np.abs(got - np.asarray(getattr(design, name)(pil, factors[name])).astype(np.float32))
         assert np.percentile(diff, 99) < 6 and diff.mean() < 1.0, (name, diff.mean())
-    # All four: the seed rounds to uint8 after each step, so differences add up to a level or two.
+    # All four: the reference rounds to uint8 after each step, so differences add up to a level or two.
     # (The order matters only through clipping: these adjustments nearly commute.)
     for order in ([2, 0, 3, 1], [1, 3, 0, 2]):
         expected = pil
@@ -176,7 +176,7 @@ def test_jitter_composes_the_four_adjustments_as_the_seed_does():
         assert np.abs(got - pixels).mean() > 4 * diff.mean()
 
 
-def test_drawn_jitter_factors_span_the_seeds_ranges_and_every_order():
+def test_drawn_jitter_factors_span_the_references_ranges_and_every_order():
     @tf.function
     def draw(seeds):
         return tf.map_fn(lambda s: augment.jitter_params(s), seeds,
@@ -236,7 +236,7 @@ def test_crops_drawn_for_a_padded_batch_ignore_the_padding_and_row_zero_is_choos
     assert len({tuple(c) for c in many}) > 32  # each image of a batch draws its own crop
 
 
-def test_the_pipelines_batched_draws_follow_the_seeds_distributions():
+def test_the_pipelines_batched_draws_follow_the_references_distributions():
     """The production path (``pipeline._plan_crops``: crops, jitter and flips drawn for a whole
     batch of undecoded elements from one seed), not the one-image helpers: over 3000 images, the
     reference's crop options, ColorJitter ranges and orders, and flip rate."""
@@ -253,7 +253,7 @@ def test_the_pipelines_batched_draws_follow_the_seeds_distributions():
     aspect = w[~whole] / h[~whole]
     assert np.all((w[~whole] >= 0.3) & (h[~whole] >= 0.3) & (aspect >= 0.5) & (aspect <= 2))
     # One full-image box: "whole image", "any crop" and "IoU > 0.1" each end about 1/5.4 of the
-    # searches (as in test_every_seed_option_is_drawn_and_none_other); IoU > 0.9 needs area > 0.9.
+    # searches (as in test_every_reference_crop_option_is_drawn_and_none_other); IoU > 0.9 needs area > 0.9.
     assert abs(whole.sum() - n / 5.4) < 90, whole.sum()
     assert 0 < (areas[~whole] > 0.9).sum() < (areas[~whole] > 0.7).sum() < (areas[~whole] > 0.5).sum()
     assert all(len(b) == 1 for b in plan["boxes"].to_list())  # the box's centre is in every window

@@ -13,8 +13,8 @@ REFERENCE_ENCODER = design.Encoder(design.dboxes300_coco())
 ANCHORS = ssd_tf.default_boxes()
 
 
-def _seed_encode(boxes, labels):
-    """Seed's encode + its loss' _location_vec -> (offsets [A, 4], labels [A])."""
+def _reference_encode(boxes, labels):
+    """The reference's encode + its loss' _location_vec -> (offsets [A, 4], labels [A])."""
     gloc, glabel = REFERENCE_ENCODER.encode(torch.tensor(boxes), torch.tensor(labels, dtype=torch.int64))
     loss = design.Loss(design.dboxes300_coco())
     offsets = loss._location_vec(gloc.T[None])[0].T
@@ -22,12 +22,12 @@ def _seed_encode(boxes, labels):
 
 
 @pytest.mark.parametrize("n, seed_value", [(1, 0), (3, 1), (7, 2), (20, 3)])
-def test_matches_seed_on_random_boxes(n, seed_value):
+def test_matches_the_reference_on_random_boxes(n, seed_value):
     rng = np.random.default_rng(seed_value)
     gt = random_gt_boxes(rng, n)
     labels = rng.integers(1, 21, size=n)
     offsets, out_labels = ssd_tf.encode_targets(gt, labels)
-    ref_offsets, ref_labels = _seed_encode(gt, labels)
+    ref_offsets, ref_labels = _reference_encode(gt, labels)
     np.testing.assert_array_equal(out_labels.numpy(), ref_labels)
     pos = ref_labels > 0
     assert pos.sum() >= n  # every ground truth gets at least its best box
@@ -43,7 +43,7 @@ def test_no_ground_truth_is_all_background():
 
 
 def test_two_ground_truths_sharing_a_best_box():
-    # Two nearly identical boxes: both have the same best default box; like the seed, the later
+    # Two nearly identical boxes: both have the same best default box; like the reference, the later
     # one keeps it, and the earlier one still gets boxes with IoU > 0.5 via the threshold rule.
     a = np.array([0.30, 0.30, 0.50, 0.50], np.float32)
     gt = np.stack([a, a + [0.001, 0.0, 0.001, 0.0]]).astype(np.float32)
@@ -52,7 +52,7 @@ def test_two_ground_truths_sharing_a_best_box():
     assert best[0] == best[1]
     _, out = ssd_tf.encode_targets(gt, labels)
     assert out.numpy()[best[0]] == 9
-    np.testing.assert_array_equal(out.numpy(), _seed_encode(gt, labels)[1])
+    np.testing.assert_array_equal(out.numpy(), _reference_encode(gt, labels)[1])
 
 
 def test_tiny_box_gets_exactly_its_best_box():
@@ -61,7 +61,7 @@ def test_tiny_box_gets_exactly_its_best_box():
     pos = np.flatnonzero(labels.numpy())
     assert len(pos) == 1 and labels.numpy()[pos[0]] == 3
     assert np.all(np.isfinite(offsets.numpy()))
-    np.testing.assert_array_equal(labels.numpy(), _seed_encode(gt, [3])[1])
+    np.testing.assert_array_equal(labels.numpy(), _reference_encode(gt, [3])[1])
 
 
 def test_round_trip_decodes_back_to_ground_truth():
@@ -83,7 +83,7 @@ def test_graph_safe_in_dataset_map_with_varying_counts():
     out = list(ds.as_numpy_iterator())
     assert [o.shape for o in out] == [(8732, 5)] * 3
     for b, o in zip(sets[1:], out[1:]):  # against the reference's encoder, not the function it wraps
-        ref_offsets, ref_labels = _seed_encode(b, np.ones(len(b), np.int64))
+        ref_offsets, ref_labels = _reference_encode(b, np.ones(len(b), np.int64))
         np.testing.assert_array_equal(o[:, 4].astype(np.int32), ref_labels)
         pos = ref_labels > 0
         np.testing.assert_allclose(o[pos, :4], ref_offsets[pos], rtol=1e-4, atol=1e-5)

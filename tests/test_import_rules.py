@@ -121,3 +121,15 @@ def test_no_import_circles_anywhere_in_the_package():
     for start in graph:
         visit(start, [start])
     assert not circles, sorted(circles)[:5]
+
+
+def test_each_layer_declares_its_public_names_and_they_resolve():
+    """Every subpackage lists its public names in ``__all__``, each importable through it."""
+    import importlib
+
+    unresolved = []
+    for layer in LAYERS:
+        package = importlib.import_module(f"ssd_tf.{layer}")
+        assert package.__all__, layer
+        unresolved += [f"ssd_tf.{layer}.{name}" for name in package.__all__ if not hasattr(package, name)]
+    assert not unresolved, unresolved

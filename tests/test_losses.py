@@ -78,7 +78,7 @@ def test_matches_numpy_reimplementation():
     np.testing.assert_allclose((loc + cls).numpy(), _numpy_loss(y_true, y_pred), rtol=1e-5)
 
 
-def test_matches_seed():
+def test_matches_the_reference():
     torch = pytest.importorskip("torch")
     design = pytest.importorskip("reference.design")
     rng = np.random.default_rng(2)
@@ -94,7 +94,7 @@ def test_matches_seed():
     for b, lab in zip(gt_sets, label_sets):
         if len(b):
             loc_t, lab_t = encoder.encode(torch.tensor(b), torch.tensor(lab, dtype=torch.int64))
-        else:  # the seed's encode needs a box; an image without objects is all background
+        else:  # the reference's encode needs a box; an image without objects is all background
             loc_t, lab_t = dboxes(order="xywh").clone(), torch.zeros(A, dtype=torch.int64)
         gloc.append(loc_t.T)
         glabel.append(lab_t)

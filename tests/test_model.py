@@ -114,7 +114,7 @@ def test_bad_weights_path_names_the_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_image_detections_equal_the_seeds_postprocess_of_the_model_outputs(ssd21):
+def test_real_image_detections_equal_the_references_postprocess_of_the_model_outputs(ssd21):
     torch = pytest.importorskip("torch")
     design = pytest.importorskip("reference.design")
     path = shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")

@@ -73,7 +73,7 @@ def test_coco_categories_are_the_instances_files_order():
 
 
 @pytest.mark.slow
-def test_detections_of_the_imported_model_equal_the_seeds_postprocess(imported, nvidia_torch):
+def test_detections_of_the_imported_model_equal_the_references_postprocess(imported, nvidia_torch):
     design = pytest.importorskip("reference.design")
     _, model = imported
     images = _real_images()[:1]

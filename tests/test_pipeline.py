@@ -131,7 +131,7 @@ def test_image_unreadable_mid_epoch_is_skipped_and_named(tmp_path, capfd):
     assert capfd.readouterr().err.count("1.png") == 2
 
 
-def test_resize_matches_the_seeds_pil_resize():
+def test_resize_matches_the_references_pil_resize():
     from PIL import Image
     from ssd_tf.data.resize import resize_image
     image = np.asarray(Image.open(shared_data("raccoon", "VOC2007", "JPEGImages", "raccoon-1.jpg")).convert("RGB"))
@@ -162,7 +162,7 @@ def test_consecutive_and_trailing_unreadable_images_are_all_named(tmp_path, capf
 
 def test_decoding_only_the_crop_window_gives_the_same_pixels():
     """Training draws the crop first and decodes only its window (decode_and_crop_jpeg); the
-    pixels equal decoding the whole image and cropping it, as the seed does."""
+    pixels equal decoding the whole image and cropping it, as the reference does."""
     from ssd_tf.data import augment, pipeline
     folder = shared_data("raccoon", "VOC2007", "JPEGImages")
     for k, name in enumerate(("raccoon-1.jpg", "raccoon-150.jpg", "raccoon-20.jpg")):  # 150 is grayscale
@@ -317,16 +317,16 @@ def _pixel_summaries(images):
 
 
 @pytest.mark.slow
-def test_the_pipelines_pixels_follow_the_seeds_training_transform(tmp_path):
+def test_the_pipelines_pixels_follow_the_references_training_transform(tmp_path):
     """End to end, pixels included: the production pipeline (batched draws, window decode, resize,
-    jitter, flip) and the seed's transform chain (SSDCropping, Resize, ColorJitter, flip) turn one
+    jitter, flip) and the reference's transform chain (SSDCropping, Resize, ColorJitter, flip) turn one
     red-and-blue image into alike distributions of images.
 
     Geometry (the red share: crop; its side: flip): two-sample KS at alpha 1e-3. Colour: each
-    region's median R, G, B spreads as widely as the seed's, within -10 % and +15 %. Not their
+    region's median R, G, B spreads as widely as the reference's, within -10 % and +15 %. Not their
     location: PIL rounds to uint8 after each adjustment and quantises hue to 1/255 turn, which
     moves the dark channels by about 3 levels. Dropping contrast, saturation or hue narrows some
-    spread to 0.85 of the seed's or less (measured); the factors' own ranges are
+    spread to 0.85 of the reference's or less (measured); the factors' own ranges are
     test_augment's."""
     torch = pytest.importorskip("torch")
     import random
@@ -343,7 +343,7 @@ def test_the_pipelines_pixels_follow_the_seeds_training_transform(tmp_path):
                           labels=[np.array([1], np.int32)] * n, difficult=[np.zeros(1, bool)] * n,
                           image_ids=list(range(n)), sizes=[(60, 80)] * n, class_names=("background", "x"),
                           category_ids=(0, 1))
-    # Rounded as the seed's uint8 PIL images are, so that ties in the medians fall alike.
+    # Rounded as the reference's uint8 PIL images are, so that ties in the medians fall alike.
     batches = [images.numpy() for images, _ in data.train_dataset(s, 100, seed=0)]
     ours = _pixel_summaries(np.round(np.concatenate(batches)))
 

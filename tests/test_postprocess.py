@@ -19,7 +19,7 @@ def _sparse_predictions(rng, batch, num_classes, hot=300):
     return pred
 
 
-def test_matches_seed_postprocess():
+def test_matches_the_references_postprocess():
     torch = pytest.importorskip("torch")
     design = pytest.importorskip("reference.design")
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """SSD300 default boxes (anchors), generated in the order of the model's 8732 output slots.
 
-The numbers are those of the seed's ``dboxes300_coco()`` (NVIDIA SSD300 v1.1 / Caffe SSD):
+The numbers are those of the reference's ``dboxes300_coco()`` (NVIDIA SSD300 v1.1 / Caffe SSD):
 six feature maps of 38, 19, 10, 5, 3, 1 cells with 4, 6, 6, 6, 4, 4 boxes per cell.
 
 Slot order, which ``ssd_tf.modeling.ssd300`` reproduces when it flattens its heads:
@@ -25,7 +25,7 @@ class AnchorSpec:
     steps: tuple = (8, 16, 32, 64, 100, 300)
     scales: tuple = (21, 45, 99, 153, 207, 261, 315)
     aspect_ratios: tuple = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
-    # Offsets are divided by these variances (the seed's scale_xy, scale_wh).
+    # Offsets are divided by these variances (the reference's scale_xy, scale_wh).
     scale_xy: float = 0.1
     scale_wh: float = 0.2
 
@@ -68,7 +68,7 @@ def _default_boxes_np(spec):
             )
             out.append(block)
     boxes = np.concatenate(out).astype(np.float32)
-    np.clip(boxes, 0.0, 1.0, out=boxes)  # the seed clamps (cx, cy, w, h) to [0, 1]
+    np.clip(boxes, 0.0, 1.0, out=boxes)  # the reference clamps (cx, cy, w, h) to [0, 1]
     boxes.setflags(write=False)
     return boxes
 
@@ -76,7 +76,7 @@ def _default_boxes_np(spec):
 def default_boxes(spec=SSD300):
     """The default boxes: float32 numpy array [8732, 4] of normalised (cx, cy, w, h).
 
-    Identical to the seed's ``dboxes300_coco()(order="xywh")`` (clamped to [0, 1]),
+    Identical to the reference's ``dboxes300_coco()(order="xywh")`` (clamped to [0, 1]),
     in the order of the model's output slots (see module docstring).
     """
     return _default_boxes_np(spec).copy()

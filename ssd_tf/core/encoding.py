@@ -1,4 +1,4 @@
-"""Ground truth -> per-default-box training targets (the seed's ``Encoder.encode``).
+"""Ground truth -> per-default-box training targets (the reference's ``Encoder.encode``).
 
 Pure TensorFlow and graph-safe: usable inside ``tf.data.Dataset.map`` and ``tf.function``.
 """
@@ -10,7 +10,7 @@ from ssd_tf.core import boxes as box_ops
 
 
 def boxes_to_offsets(boxes_cxcywh, anchors_cxcywh, spec=anchors_lib.SSD300):
-    """Regression targets of boxes relative to anchors (the seed's ``_location_vec``).
+    """Regression targets of boxes relative to anchors (the reference's ``_location_vec``).
 
     Both [..., 4] (cx, cy, w, h). Returns [..., 4]:
     ((cx - acx) / aw / 0.1, (cy - acy) / ah / 0.1, log(w / aw) / 0.2, log(h / ah) / 0.2).
@@ -41,7 +41,7 @@ def encode_targets(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300, nu
       offsets: [8732, 4] float32 regression targets (0 for background slots).
       labels: [8732] int32, 0 = background.
 
-    Matching is the seed's: each default box takes its highest-IoU ground truth; each ground
+    Matching is the reference's: each default box takes its highest-IoU ground truth; each ground
     truth then claims its own best default box (IoU forced to 2, later ground truths win a shared
     box); a default box is positive when its IoU exceeds ``iou_threshold``.
     """
@@ -59,7 +59,7 @@ def encode_targets(boxes, labels, iou_threshold=0.5, spec=anchors_lib.SSD300, nu
         best_gt_iou = tf.reduce_max(ious, axis=0)  # [A]
         best_gt_idx = tf.argmax(ious, axis=0, output_type=tf.int32)  # [A]
         best_anchor_idx = tf.argmax(ious, axis=1, output_type=tf.int32)  # [N]
-        # Each ground truth claims its best anchor. Where several share one, the seed's indexed
+        # Each ground truth claims its best anchor. Where several share one, the reference's indexed
         # assignment leaves the last ground truth; take the max index explicitly, since scatter
         # order with duplicate indices is undefined in TF.
         claims = tf.equal(best_anchor_idx[:, None], tf.range(num_anchors)[None, :]) & valid[:, None]  # [N, A]

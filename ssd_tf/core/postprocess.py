@@ -1,6 +1,6 @@
 """Model output -> detections: softmax, decode against the default boxes, per-class NMS.
 
-Same detections as the seed's ``PostProcess`` (boxes clipped to [0, 1], then boxes under
+Same detections as the reference's ``PostProcess`` (boxes clipped to [0, 1], then boxes under
 1/300 wide or high dropped, score > threshold, per-class NMS, best ``max_detections`` overall).
 """
 

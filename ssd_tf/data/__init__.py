@@ -1,4 +1,5 @@
-"""Data: readers (VOC, COCO, built-in synthetic) and the tf.data pipelines.
+"""Data: readers (VOC, COCO, TFRecords, built-in synthetic), the tf.data pipelines, image files and
+int8 calibration images.
 
 Names are imported on first use (as in ``ssd_tf``): the data set kinds and ``--classes`` parsing
 (``ssd_tf.data.kinds``) load without TensorFlow, for the scripts' ``--help``.
@@ -15,6 +16,10 @@ _EXPORTS = {
     "make_synthetic": "synthetic",
     "TFRecordSet": "tfrecord", "read_tfrecords": "tfrecord",
     "VOC_CLASSES": "voc", "read_voc": "voc",
+    "IMAGE_SUFFIXES": "images", "list_images": "images", "load_image": "images",
+    "calibration_images": "calibration",
+    "resize_image": "resize", "to_uint8_input": "resize",
+    "convert": "conversion",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Training augmentations in graph mode, as in the seed: SSD random crop, colour jitter, flip.
+"""Training augmentations in graph mode, as in the reference: SSD random crop, colour jitter, flip.
 
 Every function is stateless: randomness comes from an explicit ``seed`` (int32/int64 [2]
 tensor), so a pipeline with a seed repeats exactly. Images are float32 [H, W, 3] in 0..255;
@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from ssd_tf.core import boxes as box_ops
 
-# The seed's SSDCropping options: index 0 = no crop; then min IoU 0.1 .. 0.9; then any crop.
+# The reference's SSDCropping options: index 0 = no crop; then min IoU 0.1 .. 0.9; then any crop.
 _MIN_IOU = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, float("-inf"))
-_TRIES = 5  # crops tried per chosen option, as in the seed
-_ROUNDS = 16  # option re-draws; the seed loops until one succeeds (P(16 failures) < 1e-2 worst case)
-# The seed's ColorJitter amounts (torchvision semantics).
+_TRIES = 5  # crops tried per chosen option, as in the reference
+_ROUNDS = 16  # option re-draws; the reference loops until one succeeds (P(16 failures) < 1e-2 worst case)
+# The reference's ColorJitter amounts (torchvision semantics).
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.125, 0.5, 0.5, 0.05
 
 
@@ -75,7 +75,7 @@ def choose_crops(boxes, num_boxes, seed):
 
 def crop_window_pixels(crop, height, width):
     """Pixel window (y0, x0, y1, x1) int32 of normalised ``crop`` in an image of ``height`` x
-    ``width``: truncation, as the seed's int(left * wtot) etc.; at least one pixel."""
+    ``width``: truncation, as the reference's int(left * wtot) etc.; at least one pixel."""
     height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     x0 = tf.cast(crop[0] * width, tf.int32)
     y0 = tf.cast(crop[1] * height, tf.int32)

@@ -29,7 +29,7 @@ def calibration_images(source, count=300, seed=0):
         return [to_uint8_input(image[0]) for image, _ in batches]
     folder = pathlib.Path(source)
     if not folder.is_dir():
-        raise ValueError(f"calibration_data={str(folder)!r}: no such folder (give a folder of training images, "
+        raise ValueError(f"calibration_data={folder}: no such folder (give a folder of training images, "
                          "a TFRecord folder, or 'synthetic')")
     voc_split = next((folder / "ImageSets" / "Main" / f"{name}.txt" for name in ("train", "trainval")
                       if (folder / "ImageSets" / "Main" / f"{name}.txt").is_file()), None)
@@ -45,7 +45,7 @@ def calibration_images(source, count=300, seed=0):
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         images = _readable(files, count, seed)
     if not images:
-        raise ValueError(f"calibration_data={str(folder)!r}: no readable images there")
+        raise ValueError(f"calibration_data={folder}: no readable images there")
     return images
 
 

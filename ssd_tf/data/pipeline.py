@@ -1,6 +1,6 @@
 """tf.data pipelines: DetectionSet -> batches for model.fit (train) or evaluation.
 
-Training, per image (the seed's order): SSD random crop (drawn first, so that a JPEG decodes only
+Training, per image (the reference's order): SSD random crop (drawn first, so that a JPEG decodes only
 the window) -> resize to 300 -> colour jitter -> horizontal flip -> encode_y_true. The random draws
 are made per batch of 64 undecoded images (``_plan_crops``), the pixel work per image. Everything
 runs in graph mode.
@@ -63,7 +63,7 @@ def _plan_crops(batch, seed):
 def _decode_crop(element, from_bytes):
     """Decode only ``element["crop"]``: a JPEG's header gives its size and ``decode_and_crop_jpeg``
     skips the rest; other formats are decoded whole and sliced. The pixels equal decoding
-    everything, then cropping, as the seed does."""
+    everything, then cropping, as the reference does."""
     data = element["source"] if from_bytes else tf.io.read_file(element["source"])
     crop = element["crop"]
 

@@ -1,5 +1,5 @@
 """The one image resize to the model's input, shared by training, evaluation, prediction and the
-exported SavedModel: bilinear, antialiased like the seed's PIL resize.
+exported SavedModel: bilinear, antialiased like the reference's PIL resize.
 
 ``tf.image.resize(..., antialias=True)`` runs ``ScaleAndTranslate``, whose pass along the width
 walks each output pixel's three channels on their own: it was the largest single cost of the
@@ -36,7 +36,7 @@ def _resize_antialiased(images, size):
 def resize_image(images, size=anchors_lib.SSD300.image_size):
     """uint8 or float [H, W, 3] or [B, H, W, 3] -> float32 [.., size, size, 3] in 0..255, bilinear.
 
-    Antialiased like the seed's PIL resize, so large photos do not alias when shrunk to 300.
+    Antialiased like the reference's PIL resize, so large photos do not alias when shrunk to 300.
     """
     images = tf.cast(images, tf.float32)
     single = images.shape.rank == 3

@@ -22,7 +22,7 @@ from ssd_tf.modeling import BACKBONE_LAYOUTS as LAYOUTS
 DEFAULT_LAYOUT = LAYOUTS[0]
 # keras.applications' ResNet50 value; torchvision's (and PyTorch's default) is 1e-5.
 _EPSILON = {"keras": 1.001e-5, "torchvision": 1e-5}
-# PyTorch's BN momentum 0.1 (Keras 0.9), as the seed trains with; Keras' 0.99 leaves the moving
+# PyTorch's BN momentum 0.1 (Keras 0.9), as the reference trains with; Keras' 0.99 leaves the moving
 # statistics far from the data for the first few hundred steps. Not stored in weight files.
 _BN_MOMENTUM = 0.9
 # keras.applications' ResNet50 BGR channel means (caffe-style preprocessing).

@@ -1,6 +1,6 @@
 """SSD multibox loss: smooth-L1 on positives + cross-entropy with 3:1 hard-negative mining.
 
-Same value as the seed's ``Loss.forward`` on the same inputs.
+Same value as the reference's ``Loss.forward`` on the same inputs.
 """
 
 import keras
@@ -21,14 +21,14 @@ def hard_negative_mask(ce, positive, neg_pos_ratio=3):
       positive: [B, A] bool.
     Returns:
       [B, A] bool: the ``neg_pos_ratio * num_positives`` negatives with the highest loss
-      (at most all negatives), ranked like the seed (sort of sort, stable).
+      (at most all negatives), ranked like the reference (sort of sort, stable).
     """
     num_pos = tf.reduce_sum(tf.cast(positive, tf.int32), axis=1, keepdims=True)
     neg_loss = tf.where(positive, tf.zeros_like(ce), ce)
     order = tf.argsort(neg_loss, axis=1, direction="DESCENDING", stable=True)
     rank = tf.argsort(order, axis=1, stable=True)
     num_neg = tf.minimum(neg_pos_ratio * num_pos, tf.shape(ce)[1])
-    # The seed counts a positive twice if the rank cut reaches it (only when positives exceed
+    # The reference counts a positive twice if the rank cut reaches it (only when positives exceed
     # a quarter of all slots); we never count a positive as a negative.
     return tf.logical_and(rank < num_neg, tf.logical_not(positive))
 

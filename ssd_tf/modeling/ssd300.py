@@ -13,7 +13,7 @@ from ssd_tf.modeling import losses  # noqa: F401
 # Extra feature blocks after conv4: (middle channels, out channels, stride, padding).
 # Padding is PyTorch-style (explicit, symmetric); Keras "same" would pad only bottom/right.
 EXTRA_BLOCKS = ((256, 512, 2, 1), (256, 512, 2, 1), (128, 256, 2, 1), (128, 256, 1, 0), (128, 256, 1, 0))
-# PyTorch BatchNorm defaults, as in the seed's extra blocks.
+# PyTorch BatchNorm defaults, as in the reference's extra blocks.
 _BN = dict(epsilon=1e-5, momentum=0.9)
 
 

@@ -1,4 +1,4 @@
-"""The seed's PyTorch reference (../shared/seed), for parity tests and side-by-side benchmarks.
+"""The reference's PyTorch reference (../shared/seed), for parity tests and side-by-side benchmarks.
 
 Needs torch (the ``dev`` extra); nothing in the library imports it. Transcribed from the
 design's code blocks: DefaultBoxes / dboxes300_coco, calc_iou_tensor, Encoder.encode, Loss,
@@ -6,7 +6,7 @@ PostProcess, and the training transforms (SSDCropping, Resize, ColorJitter, ToTe
 RandomHorizontalFlip, Normalization, AssignGTtoDefaultBox) with a torch Dataset for a
 DataLoader. torchvision does not import beside the CPU torch here, so its ColorJitter and
 Normalize are written out with PIL and torch as torchvision's PIL path does them.
-decode_single_new's NMS calls torchvision in the seed;
+decode_single_new's NMS calls torchvision in the reference;
 torchvision does not load beside the CPU torch here, so ``_nms`` is a plain greedy NMS with
 torchvision's rule (drop boxes with IoU > threshold against a kept, higher-scoring box).
 """
@@ -191,7 +191,7 @@ class PostProcess(nn.Module):
 # ---------------------------------------------------------------- training transforms (seed)
 
 class SSDCropping:
-    """The seed's random crop: an IoU option, up to 5 tries, loop until one succeeds."""
+    """The reference's random crop: an IoU option, up to 5 tries, loop until one succeeds."""
 
     def __init__(self):
         self.sample_options = (None, (0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, None))
@@ -335,7 +335,7 @@ def train_transform():
 
 
 class DetectionDataset(torch.utils.data.Dataset):
-    """The seed's data set: PIL opens each image; targets are normalised xyxy boxes and labels."""
+    """The reference's data set: PIL opens each image; targets are normalised xyxy boxes and labels."""
 
     def __init__(self, paths, boxes, labels, transform):
         self.paths, self.boxes, self.labels, self.transform = list(paths), list(boxes), list(labels), transform
