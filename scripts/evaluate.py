@@ -20,7 +20,8 @@ from ssd_tf.data.kinds import KINDS, parse_classes  # noqa: E402
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, .keras file, exported SavedModel folder or .tflite file")
+    p.add_argument("--model", required=True,
+                   help="run folder, .keras file, exported SavedModel folder, .tflite or .onnx file")
     p.add_argument("--dataset", choices=KINDS, required=True, help="the kind of data set to score on")
     p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: the folder with annotations/ and the image "
                                       "folders; tfrecord: a folder written by scripts/convert.py")

@@ -15,7 +15,8 @@ from ssd_tf.cli import errors as cli  # noqa: E402
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, .keras file, exported SavedModel folder or .tflite file")
+    p.add_argument("--model", required=True,
+                   help="run folder, .keras file, exported SavedModel folder, .tflite or .onnx file")
     p.add_argument("inputs", help="an image or a folder of images")
     p.add_argument("--output", required=True, help="folder for drawn images and detections.json")
     p.add_argument("--min-score", type=float, default=0.3, help="draw and list detections at or above this score")

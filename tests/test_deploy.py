@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import ssd_tf
-from conftest import ROOT, built_once, shared_data
+from conftest import ROOT, shared_data
+from helpers import SHAPE_CLASSES, assert_match, found_again, mixed_images
 from ssd_tf.inference import loading
 from ssd_tf import export
 from ssd_tf.cli.evaluate import evaluate_model_from
@@ -21,136 +22,15 @@ from ssd_tf.export.tflite import TFLiteModule
 from ssd_tf.inference import tflite_runner as tflite
 from ssd_tf.inference.detector import Detector
 
-SHAPE_CLASSES = ("background", "circle", "square", "triangle")
-
-
-def _iou(a, b):
-    x0, y0 = np.maximum(a[0], b[0]), np.maximum(a[1], b[1])
-    x1, y1 = np.minimum(a[2], b[2]), np.minimum(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
 
 def _raccoon_images(count):
     folder = shared_data("raccoon", "VOC2007", "JPEGImages")
     return sorted(folder.glob("*.jpg"))[:count]
 
 
-def _briefly_trained_shapes_model():
-    """A real, weak detector of the built-in set's shapes, trained in about 25 s: the heads only, 15
-    epochs (Adam, 3e-3) over the cached features of 32 training images (the backbone keeps its
-    seeded random weights). Val AP50 0.25 to 0.68 over 6 seeds, 0.25 with seed 0 (40 epochs at 1e-3
-    gave 0.29 to 0.36 in twice the time; 10 epochs at 3e-3 gave 0.02 once). A trained model's
-    detections are sparse and image-dependent, as the comparisons below need, and its AP on real
-    labels means something."""
-    import keras
-
-    from ssd_tf import data
-    from ssd_tf.data.synthetic import builtin_split
-
-    keras.utils.set_random_seed(0)
-    model = ssd_tf.build_ssd300(num_classes=4)
-    batches = list(data.validation_dataset(builtin_split("train", 32, seed=0), 8))
-    images = np.concatenate([b[0].numpy() for b in batches])
-    y_true = np.concatenate([b[1].numpy() for b in batches])
-    features = keras.Model(model.inputs, [model.get_layer(f"conf{k}_conv").input for k in range(6)])
-    cached = features.predict(images, batch_size=8, verbose=0)
-    inputs = [keras.Input(f.shape[1:]) for f in cached]
-
-    def head(kind, k, x):  # the model's own layers, so training them trains the model
-        for suffix in ("_conv", "_split", "_shape_major", "_flat"):
-            x = model.get_layer(f"{kind}{k}{suffix}")(x)
-        return x
-    loc = model.get_layer("loc")([head("loc", k, x) for k, x in enumerate(inputs)])
-    conf = model.get_layer("conf")([head("conf", k, x) for k, x in enumerate(inputs)])
-    heads = keras.Model(inputs, model.get_layer("predictions")([loc, conf]))
-    # 4 steps per call: the same updates (the same final loss, to the last digit) in 13 % less time.
-    heads.compile(optimizer=keras.optimizers.Adam(3e-3), loss=ssd_tf.SSDLoss(), steps_per_execution=4)
-    heads.fit(cached, y_true, batch_size=8, epochs=15, verbose=0)
-    return model
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    """The briefly trained shapes model in all four forms: run folder (final.keras + classes.json),
-    .keras file, SavedModel and float32 .tflite; and an int8 .tflite, calibrated on 8 built-in
-    images (int8 AP50 0.170, against 0.171 with 16 images, which took 10 s longer).
-
-    Built once per test session (``built_once``). Session-scoped because conftest orders slow tests
-    first across modules, which would tear a module-scoped fixture down in between."""
-    def build(root):
-        model = _briefly_trained_shapes_model()
-        (root / "run").mkdir()
-        model.save(root / "run" / "final.keras")
-        loading.write_classes(root / "run" / "classes.json", SHAPE_CLASSES)
-        export_saved_model_from(root / "run", root / "saved_models", "shapes")
-        export.export_tflite(root / "run", root / "tflite-none")
-        export.export_tflite(root / "run", root / "tflite-int8", "int8", calibration_data="synthetic",
-                             calibration_count=8)
-
-    root = built_once(tmp_path_factory, "deploy-models", build)
-    paths = {"run": root / "run", "keras": root / "run" / "final.keras",
-             "saved_model": root / "saved_models" / "shapes" / "1", "tflite": root / "tflite-none" / "model.tflite",
-             "int8": root / "tflite-int8" / "model.tflite", "root": root}
-    assert all(path.exists() for path in paths.values())
-    return paths
-
-
-def _test_images(count_voc=3, count_builtin=5):
-    """Real photos of different sizes (VOC, one grayscale) and built-in set validation images."""
-    from ssd_tf import data
-    from ssd_tf.data.synthetic import builtin_split
-    from ssd_tf.data.images import load_image
-
-    folder = shared_data("voc2012_sample", "VOC2012", "JPEGImages")
-    images = [load_image(p) for p in sorted(folder.glob("*.jpg"))[:count_voc]]
-    val = builtin_split("val", 16, seed=0)
-    images += [image[0].numpy() for image, _ in data.eval_dataset(val, 1, resize=False).take(count_builtin)]
-    return images
-
-
-def _candidates(box, score, cls, other, used, iou, score_tol):
-    """Indices of ``other``'s detections not in ``used`` that can be (``box``, ``score``, ``cls``)
-    found again: same class, score within ``score_tol``, box IoU >= ``iou``."""
-    return [j for j in range(len(other["scores"])) if j not in used and other["class_ids"][j] == cls
-            and abs(other["scores"][j] - score) <= score_tol and _iou(box, other["boxes"][j]) >= iou]
-
-
-def _assert_match(reference, other, min_score=0.3, iou=0.98, score_tol=0.01, nms_flips=False):
-    """Every detection of ``reference`` at ``min_score`` has one in ``other``: same class, box IoU
-    >= ``iou``, score within ``score_tol``; and ``other`` has no extra one clear of the threshold.
-    Returns (matched, flipped).
-
-    ``nms_flips``: NMS keeps the higher of two same-class candidates that overlap by more than
-    its IoU threshold (0.5), so where their scores lie within ``score_tol`` of each other, rounding
-    decides which one is kept (seen between TFLite and TF: 0.36365 against 0.3637). A detection
-    without its twin then passes if the other side kept such a rival: same class, IoU > 0.5,
-    score within ``score_tol`` or above. Returns how many passed so, for the caller to bound."""
-    matched, flipped = 0, 0
-    keep = reference["scores"] >= min_score
-    used = set()
-
-    def rival(box, score, cls, side):
-        return any(side["class_ids"][j] == cls and side["scores"][j] >= score - score_tol
-                   and _iou(box, side["boxes"][j]) > 0.5 for j in range(len(side["scores"])))
-    for box, score, cls in zip(reference["boxes"][keep], reference["scores"][keep], reference["class_ids"][keep]):
-        candidates = _candidates(box, score, cls, other, used, iou, score_tol)
-        if candidates:
-            used.add(candidates[0])
-            matched += 1
-        else:
-            assert nms_flips and rival(box, score, cls, other), f"no match for class {cls} score {score:.4f} box {box}"
-            flipped += 1
-    extra = [j for j in range(len(other["scores"])) if j not in used and other["scores"][j] >= min_score + score_tol]
-    for j in extra:
-        assert nms_flips and rival(other["boxes"][j], other["scores"][j], other["class_ids"][j], reference), (
-            f"extra detection: class {other['class_ids'][j]} score {other['scores'][j]:.4f}")
-    return matched, flipped + len(extra)
-
-
 @pytest.mark.slow
 def test_detector_gives_the_same_detections_from_all_four_model_forms(models):
-    images = _test_images()
+    images = mixed_images()
     forms = {name: Detector.load(models[name]) for name in ("run", "keras", "saved_model", "tflite")}
     assert [d.kind for d in forms.values()] == ["keras", "keras", "saved_model", "tflite"]
     results = {name: d.detect(images) for name, d in forms.items()}
@@ -164,9 +44,9 @@ def test_detector_gives_the_same_detections_from_all_four_model_forms(models):
         # Keras and its SavedModel run the same graph: equal up to float rounding.
         assert len(saved["scores"]) == len(run["scores"]) > 0
         np.testing.assert_allclose(saved["scores"], run["scores"], atol=1e-5)
-        total += _assert_match(run, saved, iou=0.999, score_tol=1e-4)[0]
+        total += assert_match(run, saved, iou=0.999, score_tol=1e-4)[0]
         # TFLite gets the resized image as uint8 (rounded) and runs its own kernels and NMS.
-        matched, flipped = _assert_match(saved, lite, nms_flips=True)
+        matched, flipped = assert_match(saved, lite, nms_flips=True)
         total += matched
         flips += flipped
         for result in (run, saved, lite):
@@ -204,26 +84,6 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
     assert 0.4 < len(data) / models["tflite"].stat().st_size < 0.6
 
 
-def _found(reference, other, min_score=0.3, iou=0.5, score_tol=0.15):
-    """Of ``reference``'s detections scoring >= ``min_score`` (lists of per-image results), how many
-    ``other`` finds (same class, box IoU >= ``iou``, score within ``score_tol``; each used once).
-    Returns (found, total, score differences of the found)."""
-    found, total, diffs = 0, 0, []
-    for ref, oth in zip(reference, other):
-        used = set()
-        for box, score, cls in zip(ref["boxes"], ref["scores"], ref["class_ids"]):
-            if score < min_score:
-                continue
-            total += 1
-            candidates = _candidates(box, score, cls, oth, used, iou, score_tol)
-            if candidates:
-                best = max(candidates, key=lambda j: _iou(box, oth["boxes"][j]))
-                used.add(best)
-                found += 1
-                diffs.append(abs(oth["scores"][best] - score))
-    return found, total, np.array(diffs)
-
-
 @pytest.mark.slow
 def test_int8_model_is_integer_small_and_detects_as_the_float_one(models):
     """int8 weights and activations in the network, under a third of the float file, and the float
@@ -256,7 +116,7 @@ def test_int8_model_is_integer_small_and_detects_as_the_float_one(models):
     assert evaluation.evaluate_model(float_detector, val)["stats"]["AP50"] > 0.15  # it finds shapes
     float_dets, int8_dets = float_detector.detect(images), Detector.load(int8).detect(images)
     for reference, other in ((float_dets, int8_dets), (int8_dets, float_dets)):
-        found, total, diffs = _found(reference, other)
+        found, total, diffs = found_again(reference, other)
         assert total >= 50, total  # the comparison is not vacuous
         assert found >= 0.8 * total and np.median(diffs) < 0.03, (found, total, np.median(diffs))
 

@@ -7,7 +7,7 @@ from ssd_tf.inference.detector import Detector
 
 def evaluate_model_from(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=0,
                         synthetic_images=64):
-    """Evaluate a run folder / .keras / SavedModel / .tflite on a data set read by kind (voc, coco,
+    """Evaluate a run folder / .keras / SavedModel / .tflite / .onnx on a data set read by kind (voc, coco,
     tfrecord, synthetic).
 
     VOC classes default to the model's own; the data set must have the model's class count.

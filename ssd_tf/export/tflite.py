@@ -14,9 +14,11 @@ import tensorflow as tf
 
 from ssd_tf.core import anchors as anchors_lib
 from ssd_tf.core import boxes as box_ops
+from ssd_tf import __version__
 from ssd_tf.core import encoding
 from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.data.calibration import calibration_images
+from ssd_tf.export import tflite_metadata
 from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing
 from ssd_tf.inference import loading
 from ssd_tf.inference.tflite_runner import LABELS_FILE, POSTPROCESS_OP, operators
@@ -186,9 +188,13 @@ def convert(model, quantize="none", calibration_images=None, **thresholds):
 
 
 def export_tflite(source, output_dir, quantize="none", calibration_data=None, calibration_count=300,
-                  num_classes=None, **thresholds):
+                  num_classes=None, model_name="ssd300", license="unspecified", **thresholds):
     """Write ``output_dir/model.tflite``, ``labels.txt`` (line i: the name of output class i, i.e.
     our class i + 1) and ``classes.json``. FileExistsError when ``model.tflite`` exists there.
+
+    The file carries TFLite Model Metadata (``tflite_metadata``: name ``model_name``, this
+    library's version, ``license``, the input and output tensors, ``labels.txt`` packed in), so
+    MediaPipe Tasks' ObjectDetector and the TFLite Task Library load it as it is.
     Returns the path of the ``.tflite`` file."""
     output_dir = pathlib.Path(output_dir)
     target = output_dir / "model.tflite"
@@ -200,6 +206,10 @@ def export_tflite(source, output_dir, quantize="none", calibration_data=None, ca
     model = float32_model(loading.load_keras_model(source, num_classes))
     class_names, category_ids = model_classes(model, *loading.classes_beside(source))
     data = convert(model, quantize, images, **thresholds)
+    description = (f"SSD300 (ResNet50) object detector, {len(class_names) - 1} classes, {quantize} "
+                   f"quantisation, written by ssd-tf {__version__}.")
+    data = tflite_metadata.with_metadata(data, class_names, LABELS_FILE, model_name, description, __version__,
+                                         author="ssd-tf", license=license)
     output_dir.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     (output_dir / LABELS_FILE).write_text("".join(f"{n}\n" for n in class_names[1:]))

@@ -12,7 +12,7 @@ _EXPORTS = {
     "load_keras_model": "loading", "load_model": "loading", "load_weights_file": "loading", "classes_beside": "loading",
     "is_saved_model": "loading", "restore_checkpoint": "loading",
     "ServingModule": "serving",
-    "TFLiteRunner": "tflite_runner",
+    "TFLiteRunner": "tflite_runner", "ONNXRunner": "onnx_runner",
     "predict_files": "prediction", "draw_set_predictions": "prediction",
     "draw_detections": "drawing",
 }

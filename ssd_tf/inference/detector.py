@@ -1,12 +1,12 @@
 """``Detector``: a model, its resizing, decoding and class names, behind one call.
 
-    detector = Detector.load("runs/RUN")          # or a .keras, a SavedModel folder, a .tflite file
-    [result] = detector.detect([image_uint8])      # any sizes; result["boxes_pixels"], ["class_names"], ...
+    detector = Detector.load("runs/RUN")      # or .keras, a SavedModel folder, .tflite, .onnx
+    [result] = detector.detect([image_uint8])  # any sizes; result["boxes_pixels"], ["class_names"], ...
 
 A Keras model runs through ``ServingModule``'s graph functions, the ones export saves as the
 SavedModel's signatures; a SavedModel through its ``serve_images`` signature; a ``.tflite`` file
-through the interpreter. Evaluation, prediction and the TensorBoard images callback all detect
-through this class.
+through the interpreter; an ``.onnx`` file through ONNX Runtime. Evaluation, prediction and the
+TensorBoard images callback all detect through this class.
 """
 
 import pathlib
@@ -17,7 +17,7 @@ from ssd_tf.core.classes import generic_names, read_classes
 from ssd_tf.inference import loading
 from ssd_tf.inference.serving import ServingModule
 
-KINDS = ("keras", "saved_model", "tflite")
+KINDS = ("keras", "saved_model", "tflite", "onnx")
 
 
 class Detector:
@@ -44,14 +44,18 @@ class Detector:
     @classmethod
     def load(cls, path, score_threshold=0.05, iou_threshold=0.5, max_detections=100, num_classes=None):
         """From a run folder, a ``.keras`` or ``.weights.h5`` file (classes.json beside it), a SavedModel
-        folder (classes.json in ``assets.extra/``) or a ``.tflite`` file (classes.json beside it).
-        ValueError naming the path when it is none of these."""
+        folder (classes.json in ``assets.extra/``), or a ``.tflite`` or ``.onnx`` file (classes.json
+        beside it). ValueError naming the path when it is none of these."""
         path = pathlib.Path(path)
-        if path.suffix == ".tflite":
-            from ssd_tf.inference.tflite_runner import TFLiteRunner  # the interpreter is imported only when used
-            runner = TFLiteRunner(path)
+        if path.suffix in (".tflite", ".onnx"):
+            # The runtimes are imported only when used.
+            if path.suffix == ".tflite":
+                from ssd_tf.inference.tflite_runner import TFLiteRunner as Runner
+            else:
+                from ssd_tf.inference.onnx_runner import ONNXRunner as Runner
+            runner = Runner(path)
             self = cls.__new__(cls)
-            self.kind, self.path, self.model = "tflite", path, runner
+            self.kind, self.path, self.model = path.suffix[1:], path, runner
             self.num_classes = None
             self._detect_batch = runner.detect_batch
             self._set_classes(*read_classes(path.parent))

@@ -134,7 +134,7 @@ def load_keras_model(path, num_classes=None):
 def load_model(path, num_classes=None):
     """A Keras SSD300 from a run folder, a ``.keras`` file or a ``.weights.h5`` file: ``ssd_tf.load_model``.
 
-    The same as ``load_keras_model``. For SavedModels and ``.tflite`` files, ``ssd_tf.Detector.load``.
+    The same as ``load_keras_model``. For SavedModels, ``.tflite`` and ``.onnx`` files, ``ssd_tf.Detector.load``.
     """
     return load_keras_model(path, num_classes)
 

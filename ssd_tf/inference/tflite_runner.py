@@ -85,15 +85,20 @@ class TFLiteRunner:
         self.max_detections = int(outputs["detection_scores"]["shape"][-1])
 
     def detect_batch(self, images):
-        keys = ("boxes", "scores", "classes", "num_detections")
-        results = {k: [] for k in keys}
-        for image in images:
-            out = self._run(image=to_uint8_input(image, self.size)[None])
-            n = int(out["num_detections"][0])
-            valid = np.arange(out["detection_scores"].shape[1]) < n
-            results["boxes"].append(np.where(valid[:, None], out["detection_boxes"][0][:, [1, 0, 3, 2]], 0.0))
-            results["scores"].append(np.where(valid, out["detection_scores"][0], 0.0))
-            results["classes"].append(np.where(valid, out["detection_classes"][0].astype(np.int32) + 1, 0))
-            results["num_detections"].append(n)
-        return {k: np.asarray(v, np.int32 if k in ("classes", "num_detections") else np.float32)
-                for k, v in results.items()}
+        outputs = [self._run(image=to_uint8_input(image, self.size)[None]) for image in images]
+        return from_output_layout({name: np.concatenate([o[name] for o in outputs]) for name in OUTPUTS})
+
+
+def from_output_layout(outputs):
+    """Our exported files' outputs (``OUTPUTS``, as documented above, any batch size) -> the dict
+    ``decode_detections`` gives: ``boxes`` [B, K, 4] xyxy, ``scores`` [B, K], ``classes`` int32
+    [B, K] (1..C-1; 0 in padding), ``num_detections`` int32 [B]."""
+    num = np.asarray(outputs["num_detections"]).astype(np.int32).reshape(-1)
+    scores = np.asarray(outputs["detection_scores"], np.float32)
+    valid = np.arange(scores.shape[1])[None, :] < num[:, None]
+    boxes = np.asarray(outputs["detection_boxes"], np.float32)[..., [1, 0, 3, 2]]
+    return {"boxes": np.where(valid[..., None], boxes, 0.0).astype(np.float32),
+            "scores": np.where(valid, scores, 0.0).astype(np.float32),
+            "classes": np.where(valid, np.asarray(outputs["detection_classes"]).astype(np.int32) + 1,
+                                0).astype(np.int32),
+            "num_detections": num}
