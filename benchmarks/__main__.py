@@ -7,6 +7,7 @@ images/s; `inference`: every model form beside the reference's.
     python -m benchmarks train [--batch-size 8] [--precision float32|float16|bfloat16]
     python -m benchmarks inference [--images-dir VOC2012/JPEGImages]
                                    [--model RUN] [--saved-model DIR] [--tflite FILE] [--tflite-int8 FILE]
+                                   [--onnx FILE]
 """
 
 import argparse
@@ -56,8 +57,9 @@ def build_parser():
     i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
     i.add_argument("--passes", type=int, default=3, help="alternating timed passes; medians are reported")
     i.add_argument("--threads", type=int, help="threads for TF, TFLite and torch alike (default: usable cores)")
-    i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,reference",
-                   help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, reference")
+    i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,onnx_runtime,openvino,reference",
+                   help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, onnx_runtime, "
+                        "openvino, reference")
     i.add_argument("--batch-sizes", default="1,8", help="comma-separated (TFLite runs batch 1 only)")
     i.add_argument("--model", help="a run folder or .keras file to measure (default: SSD300 with random weights, "
                                    "21 classes); the other formats are exported from it unless given below. The "
@@ -65,6 +67,7 @@ def build_parser():
     i.add_argument("--saved-model", help="a SavedModel folder (export.py's) to measure as it is")
     i.add_argument("--tflite", help="a float .tflite file (export.py --format tflite) to measure as it is")
     i.add_argument("--tflite-int8", help="an int8 .tflite file to measure as it is")
+    i.add_argument("--onnx", help="an .onnx file (export.py --format onnx) to measure as it is")
     return parser
 
 
@@ -149,12 +152,13 @@ def _inference(args):
         with cli.user_errors():
             model = loading.load_keras_model(args.model)
     prebuilt = {name: pathlib.Path(path) for name, path in (
-        ("saved_model", args.saved_model), ("tflite_float32", args.tflite), ("tflite_int8", args.tflite_int8)) if path}
+        ("saved_model", args.saved_model), ("tflite_float32", args.tflite), ("tflite_int8", args.tflite_int8),
+        ("onnx", args.onnx)) if path}
     if "saved_model" in prebuilt and not loading.is_saved_model(prebuilt["saved_model"]):
         cli.fail(f"{prebuilt['saved_model']}: no SavedModel there")
-    for path in (prebuilt.get("tflite_float32"), prebuilt.get("tflite_int8")):
+    for path in (prebuilt.get("tflite_float32"), prebuilt.get("tflite_int8"), prebuilt.get("onnx")):
         if path and not path.is_file():
-            cli.fail(f"{path}: no .tflite file there")
+            cli.fail(f"{path}: no such file")
     reference = reference_side() if "reference" in formats else None
     with tempfile.TemporaryDirectory() as folder:
         result = measure.inference_throughput(

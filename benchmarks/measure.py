@@ -187,16 +187,18 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
 
     Paths: ``keras`` (Detector on the Keras model: resize, model, decode, NMS), ``saved_model_bytes``
     (serving_default on JPEG bytes) and ``saved_model_images`` (serve_images), ``tflite_float32``
-    and ``tflite_int8`` (batch 1: the files take one image), and ``reference``: ``reference``, a
-    pair of functions of a list of images (the reference design's whole inference, its network
-    alone), from ``benchmarks.reference``.
+    and ``tflite_int8`` (batch 1: the files take one image), ``onnx_runtime`` and ``openvino`` (the
+    .onnx file, resized by us as ``Detector`` does; OpenVINO at f32), and ``reference``:
+    ``reference``, a pair of functions of a list of images (the reference design's whole inference,
+    its network alone), from ``benchmarks.reference``.
 
     ``model``: the Keras SSD300 to measure; by default one with random weights and ``num_classes``
     (speed does not depend on the weights). ``prebuilt``: {"saved_model": folder, "tflite_float32":
-    file, "tflite_int8": file}, files to measure as they are instead of exporting ``model`` to
-    ``folder``; the result's "prebuilt" names those measured."""
+    file, "tflite_int8": file, "onnx": file}, files to measure as they are instead of exporting
+    ``model`` to ``folder``; the result's "prebuilt" names those measured."""
     threads = threads or data_lib.pipeline.usable_cores()
-    formats = set(formats or ("keras", "saved_model", "tflite_float32", "tflite_int8", "reference"))
+    formats = set(formats or ("keras", "saved_model", "tflite_float32", "tflite_int8", "onnx_runtime", "openvino",
+                              "reference"))
     prebuilt = {name: pathlib.Path(path) for name, path in (prebuilt or {}).items()}
     if model is None:
         keras.utils.set_random_seed(seed)
@@ -228,6 +230,7 @@ def _inference_paths(model, images, folder, batch_sizes, threads, formats, prebu
     from ssd_tf.export import tflite as tflite_export
     from ssd_tf.export.saved_model import export_saved_model
     from ssd_tf.inference.detector import Detector
+    from ssd_tf.inference.onnx_runner import ONNXRunner
     from ssd_tf.inference.tflite_runner import TFLiteRunner
 
     paths, used = {}, {}
@@ -254,7 +257,36 @@ def _inference_paths(model, images, folder, batch_sizes, threads, formats, prebu
                 path.write_bytes(tflite_export.convert(model, quantize, calibration))
             used[name] = path
             paths[name] = ((1,), TFLiteRunner(path, num_threads=threads).detect_batch)
+    if formats & {"onnx_runtime", "openvino"}:
+        path = prebuilt.get("onnx")
+        if path is None:
+            from ssd_tf.export.onnx_export import convert as onnx_convert
+            path = folder / "onnx" / "model.onnx"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(onnx_convert(model))
+        used["onnx"] = path
+        if "onnx_runtime" in formats:
+            paths["onnx_runtime"] = (batch_sizes, ONNXRunner(path, num_threads=threads).detect_batch)
+        if "openvino" in formats:
+            paths["openvino"] = (batch_sizes, _openvino_detect(path, threads))
     return paths, used
+
+
+def _openvino_detect(path, threads):
+    """OpenVINO's CPU plugin on an .onnx file (f32, ``threads`` threads), as a detect_batch."""
+    import openvino as ov
+
+    from ssd_tf.data.resize import to_uint8_input
+    from ssd_tf.inference.tflite_runner import from_output_layout
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": int(threads)})
+
+    def detect_batch(images):
+        out = compiled(np.stack([to_uint8_input(i) for i in images]))
+        return from_output_layout({o.get_any_name(): out[o] for o in compiled.outputs})
+    return detect_batch
 
 
 def _alternating_rates(paths, images, batch_sizes, passes):

@@ -5,6 +5,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -82,6 +83,12 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
     interpreter = tflite._interpreter(data)
     assert any(t["dtype"] == np.float16 for t in interpreter.get_tensor_details())
     assert 0.4 < len(data) / models["tflite"].stat().st_size < 0.6
+    # Its metadata, as the float32 and int8 files' (tests/test_runtimes.py reads those with MediaPipe).
+    from ssd_tf.export.tflite_metadata import METADATA_NAME
+    from tensorflow.lite.tools import flatbuffer_utils
+    names = [m.name.decode() for m in flatbuffer_utils.read_model_from_bytearray(bytearray(data)).metadata]
+    assert METADATA_NAME in names
+    assert zipfile.ZipFile(half).read("labels.txt").decode().splitlines() == list(SHAPE_CLASSES[1:])
 
 
 @pytest.mark.slow
@@ -224,19 +231,20 @@ def test_inference_benchmark_runs_every_path_at_a_tiny_size(models):
     model itself only when not given them, through export_saved_model and export.convert, as tested
     above)."""
     pytest.importorskip("torch")
-    files = {"saved_model": models["saved_model"], "tflite_float32": models["tflite"], "tflite_int8": models["int8"]}
+    files = {"saved_model": models["saved_model"], "tflite_float32": models["tflite"], "tflite_int8": models["int8"],
+             "onnx": models["onnx"]}
     result = subprocess.run([sys.executable, "-m", "benchmarks", "inference", "--images", "2",
                              "--passes", "1", "--batch-sizes", "1,2", "--threads", "1", "--model", str(models["run"]),
                              "--saved-model", str(files["saved_model"]), "--tflite", str(files["tflite_float32"]),
-                             "--tflite-int8", str(files["tflite_int8"])],
+                             "--tflite-int8", str(files["tflite_int8"]), "--onnx", str(files["onnx"])],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["threads"] == 1 and report["images"] == 2
     assert report["num_classes"] == len(SHAPE_CLASSES)  # the model given, not a random 21-class one
     assert report["prebuilt"] == {name: str(path) for name, path in files.items()}  # measured, not re-exported
-    expected = {f"{name}_b{b}" for name in ("keras", "saved_model_bytes", "saved_model_images", "reference",
-                                            "reference_network_only") for b in (1, 2)}
+    expected = {f"{name}_b{b}" for name in ("keras", "saved_model_bytes", "saved_model_images", "onnx_runtime",
+                                            "openvino", "reference", "reference_network_only") for b in (1, 2)}
     expected |= {"tflite_float32_b1", "tflite_int8_b1"}
     assert set(report["rates"]) == expected
     for name, entry in report["rates"].items():
