@@ -48,7 +48,7 @@ def build_parser():
     t = sub.add_parser("train", help="training images/s on random inputs")
     t.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
     t.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
-    t.add_argument("--threads", type=int, help="threads for TF and torch alike (default: usable cores)")
+    t.add_argument("--cpu-threads", type=int, help="threads for TF and torch alike (default: usable cores)")
     t.add_argument("--no-reference", action="store_true", help="skip the reference's PyTorch step (needs torch)")
     t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="compute precision (float32 default; bfloat16 needs AMX or AVX512-BF16 to be fast)")
@@ -56,7 +56,11 @@ def build_parser():
     i.add_argument("--images-dir", help="a folder of images (default: built-in set images, 320x240)")
     i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
     i.add_argument("--passes", type=int, default=3, help="alternating timed passes; medians are reported")
-    i.add_argument("--threads", type=int, help="threads for TF, TFLite and torch alike (default: usable cores)")
+    i.add_argument("--cpu-threads", type=int,
+                   help="threads for TF, TFLite, ONNX Runtime, OpenVINO and torch alike (default: usable cores)")
+    i.add_argument("--threads", type=int, metavar="K",
+                   help="also share one Detector of each form among K calling threads, as a server does: "
+                        "images/s, p50 and p99 latency, errors and wrong answers (default: not measured)")
     i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,onnx_runtime,openvino,reference",
                    help="comma-separated subset of keras, saved_model, tflite_float32, tflite_int8, onnx_runtime, "
                         "openvino, reference")
@@ -105,7 +109,7 @@ def main(argv=None):
               f"{result['full_decode_s_per_1000']:.2f} s) over {result['images']} 640x480 JPEGs on {result['machine']}")
     else:
         import tensorflow as tf
-        threads = args.threads or data.pipeline.usable_cores()
+        threads = args.cpu_threads or data.pipeline.usable_cores()
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         reference = None if args.no_reference else reference_side()
@@ -133,7 +137,7 @@ def _inference(args):
         with cli.user_errors():
             if not list_images(args.images_dir):
                 cli.fail(f"{args.images_dir}: no images in this folder")
-    threads = args.threads or data.pipeline.usable_cores()
+    threads = args.cpu_threads or data.pipeline.usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     if args.images_dir:
@@ -160,17 +164,43 @@ def _inference(args):
         if path and not path.is_file():
             cli.fail(f"{path}: no such file")
     reference = reference_side() if "reference" in formats else None
+    if model is None and args.threads:  # the concurrent callers share a Detector of the model measured
+        import keras
+
+        from ssd_tf.modeling.ssd300 import build_ssd300
+        keras.utils.set_random_seed(0)
+        model = build_ssd300(21)
     with tempfile.TemporaryDirectory() as folder:
         result = measure.inference_throughput(
             images, folder, tuple(int(b) for b in args.batch_sizes.split(",")), args.passes, threads, formats,
             model=model, prebuilt=prebuilt,
             reference=reference.detector(21, threads) if reference else None)
+        if args.threads:
+            result["concurrent"] = measure.concurrent_calls(_detectors(model, result["files"], formats), images,
+                                                            args.threads)
     for name, entry in result["rates"].items():
         ratio = f"  ({entry['vs_reference']:.2f}x the reference)" if "vs_reference" in entry else ""
         print(f"{name:>24}: {entry['images_per_s_median']:7.2f} images/s{ratio}")
     print(f"medians of {args.passes} alternating passes over {result['images']} images, {threads} threads, "
           f"on {result['machine']}")
+    for name, entry in result.get("concurrent", {}).items():
+        print(f"{name:>24}: {entry['images_per_s']:7.2f} images/s with {entry['callers']} callers, p50 "
+              f"{entry['p50_ms']:.0f} ms, p99 {entry['p99_ms']:.0f} ms, {entry['errors']} errors, "
+              f"{entry['wrong']} wrong, of {entry['calls']} calls ({entry['unstable']} of the images give "
+              "other answers sequentially: tied scores)")
     print(json.dumps(result))
+
+
+def _detectors(model, files, formats):
+    """One shared Detector per model form measured, for the concurrent callers."""
+    from ssd_tf.inference.detector import Detector
+
+    forms = {"keras": lambda: Detector(model)}
+    for name, key in (("saved_model", "saved_model"), ("tflite_float32", "tflite_float32"),
+                      ("tflite_int8", "tflite_int8"), ("onnx_runtime", "onnx")):
+        if key in files and (name in formats or name == "saved_model" and "saved_model" in formats):
+            forms[name] = lambda path=files[key]: Detector.load(path)
+    return {name: make() for name, make in forms.items() if name in formats}
 
 
 if __name__ == "__main__":

@@ -213,7 +213,8 @@ def inference_throughput(images, folder, batch_sizes=(1, 8), passes=3, threads=N
     rates = _alternating_rates(paths, images, batch_sizes, passes)
     result = {"machine": _machine(), "threads": threads, "images": len(images), "passes": passes,
               "num_classes": int(model.output_shape[-1]) - 4,
-              "prebuilt": {name: str(path) for name, path in used.items() if path == prebuilt.get(name)}, "rates": {}}
+              "prebuilt": {name: str(path) for name, path in used.items() if path == prebuilt.get(name)},
+              "files": {name: str(path) for name, path in used.items()}, "rates": {}}
     for (name, b), values in rates.items():
         entry = {"images_per_s_median": statistics.median(values), "passes": values}
         if ("reference", b) in rates and not name.startswith("reference"):
@@ -306,3 +307,44 @@ def _alternating_rates(paths, images, batch_sizes, passes):
                 count += len(batch)
             rates[(name, b)].append(count / (time.perf_counter() - start))
     return rates
+
+
+def concurrent_calls(detectors, images, callers, calls_per_caller=8):
+    """What a service owner needs: each ``Detector`` in ``detectors`` ({name: detector}) shared by
+    ``callers`` threads, each making ``calls_per_caller`` calls of one image (``images`` in turn).
+    Returns {name: {"images_per_s", "p50_ms", "p99_ms", "errors", "wrong", "calls", "unstable"}}:
+    ``wrong`` counts answers that differ from the same image's sequential answer, on the images
+    whose answer is the same twice in a row sequentially; ``unstable`` counts the others. (LiteRT's
+    TFLite_Detection_PostProcess picks among exactly tied scores differently from call to call:
+    an int8 model with random weights, whose scores take a few values, has many such ties.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def same(a, b):
+        return all(np.array_equal(a[key], b[key]) for key in ("boxes", "scores"))
+
+    results = {}
+    for name, detector in detectors.items():
+        expected = [detector.detect([image])[0] for image in images]  # also the warm-up
+        stable = [same(detector.detect([image])[0], e) for image, e in zip(images, expected)]
+
+        def call(k):
+            start = time.perf_counter()
+            try:
+                [got] = detector.detect([images[k % len(images)]])
+            except Exception:  # counted, as a client would see it
+                return time.perf_counter() - start, "error"
+            if not stable[k % len(images)]:
+                return time.perf_counter() - start, "unstable"
+            return time.perf_counter() - start, "ok" if same(got, expected[k % len(images)]) else "wrong"
+        count = callers * calls_per_caller
+        start = time.perf_counter()
+        with ThreadPoolExecutor(callers) as pool:
+            outcomes = list(pool.map(call, range(count)))
+        elapsed = time.perf_counter() - start
+        latencies = sorted(1000 * t for t, _ in outcomes)
+        errors = sum(o == "error" for _, o in outcomes)
+        wrong = sum(o == "wrong" for _, o in outcomes)
+        results[name] = {"images_per_s": count / elapsed, "p50_ms": float(np.percentile(latencies, 50)),
+                         "p99_ms": float(np.percentile(latencies, 99)), "errors": errors, "wrong": wrong,
+                         "calls": count, "callers": callers, "unstable": len(stable) - sum(stable)}
+    return results

@@ -28,7 +28,7 @@ def main(argv=None):
     from ssd_tf.data.images import list_images  # after parsing: --help answers without TensorFlow
     from ssd_tf.inference import prediction
     from ssd_tf.inference.detector import Detector
-    with cli.user_errors():
+    with cli.user_errors(ImportError):  # ImportError: a missing extra, named in its message
         detector = Detector.load(args.model)
         payload = prediction.predict_files(detector, list_images(args.inputs), args.output, args.min_score)
     total = sum(len(i["detections"]) for i in payload["images"])

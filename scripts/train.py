@@ -134,7 +134,8 @@ def main(argv=None):
           f"({s['strategy']}, {s['replicas']} replica(s)); model: {result['run_dir'] / 'final.keras'}")
     if "val_AP50" in s:
         print(f"validation: AP50 {s['val_AP50']:.3f}, mAP {s['val_mAP']:.3f}; "
-              f"{s['predictions_drawn']} validation images with drawn detections in {s['predictions']}/")
+              f"{s['predictions_drawn']} validation images with drawn detections in {s['predictions']}/; "
+              f"PR curves, confusion matrix and F1 (best at score {s['best_f1_threshold']:.2f}) in {s['plots']}/")
 
 
 if __name__ == "__main__":

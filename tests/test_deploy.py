@@ -234,7 +234,8 @@ def test_inference_benchmark_runs_every_path_at_a_tiny_size(models):
     files = {"saved_model": models["saved_model"], "tflite_float32": models["tflite"], "tflite_int8": models["int8"],
              "onnx": models["onnx"]}
     result = subprocess.run([sys.executable, "-m", "benchmarks", "inference", "--images", "2",
-                             "--passes", "1", "--batch-sizes", "1,2", "--threads", "1", "--model", str(models["run"]),
+                             "--passes", "1", "--batch-sizes", "1,2", "--cpu-threads", "1", "--threads", "2",
+                             "--model", str(models["run"]),
                              "--saved-model", str(files["saved_model"]), "--tflite", str(files["tflite_float32"]),
                              "--tflite-int8", str(files["tflite_int8"]), "--onnx", str(files["onnx"])],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -253,6 +254,12 @@ def test_inference_benchmark_runs_every_path_at_a_tiny_size(models):
             ours = entry["images_per_s_median"]
             reference = report["rates"][f"reference_b{name[-1]}"]["images_per_s_median"]
             assert entry["vs_reference"] == pytest.approx(ours / reference)
+    # --threads 2: one shared Detector per form, two callers, every answer the sequential one.
+    concurrent = report["concurrent"]
+    assert set(concurrent) == {"keras", "saved_model", "tflite_float32", "tflite_int8", "onnx_runtime"}
+    for entry in concurrent.values():
+        assert entry["callers"] == 2 and entry["errors"] == entry["wrong"] == 0 and entry["calls"] == 16
+        assert entry["images_per_s"] > 0 and 0 < entry["p50_ms"] <= entry["p99_ms"]
 
 
 @pytest.mark.slow  # the session's trained model: about a minute to build

@@ -89,6 +89,14 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert f"validation: AP50 {summary['val_AP50']:.3f}, mAP {summary['val_mAP']:.3f}" in proc.stdout
     assert f"in {run / 'predictions'}/" in proc.stdout
+    # The final model's pictures and the numbers behind them.
+    plots = sorted(p.name for p in (run / "plots").iterdir())
+    assert plots == ["confusion_matrix.png", "confusion_matrix_normalized.png", "f1_curve.png", "pr_curves.png",
+                     "report.json", "training_curves.png"]
+    report = json.loads((run / "plots" / "report.json").read_text())
+    assert report["stats"]["AP50"] == pytest.approx(summary["val_AP50"], abs=1e-4)
+    assert report["best_f1"]["threshold"] == summary["best_f1_threshold"]
+    assert all(Image.open(run / "plots" / name).size[0] >= 500 for name in plots if name.endswith(".png"))
     drawn = sorted((run / "predictions").glob("*.jpg"))
     assert [p.name for p in drawn] == [f"image-{i}.jpg" for i in range(4)]  # the first 4 validation images
     assert all(Image.open(p).size == (320, 240) for p in drawn)  # at the images' own size
@@ -107,14 +115,20 @@ def test_cli_default_run_leaves_a_complete_run_folder(tmp_path):
     assert (run / "final.keras").is_file() and any((run / "checkpoints").iterdir())
     events = list((run / "logs").rglob("events.out.tfevents.*"))
     assert events
-    tags, image_steps = set(), []
+    tags, image_steps, plugins = set(), [], {}
     for path in events:
         for record in tf.data.TFRecordDataset(str(path)):
             event = tf.compat.v1.Event.FromString(record.numpy())
             tags |= {v.tag for v in event.summary.value}
-            image_steps += [event.step for v in event.summary.value if v.tag == "validation_detections"]
-    assert {"epoch_loss", "epoch_loc_loss", "epoch_cls_loss", "epoch_learning_rate", "validation_detections"} <= tags
-    assert image_steps == [1]  # drawn after the validated epoch only
+            image_steps += [(v.tag, event.step) for v in event.summary.value
+                            if v.tag in ("validation_detections", "confusion_matrix")]
+            plugins.update({v.tag: v.metadata.plugin_data.plugin_name for v in event.summary.value})
+    assert {"epoch_loss", "epoch_loc_loss", "epoch_cls_loss", "epoch_learning_rate", "validation_detections",
+            "confusion_matrix"} <= tags
+    assert sorted(image_steps) == [("confusion_matrix", 1), ("validation_detections", 1)]  # the validated epoch only
+    # One TensorBoard PR curve per class (the built-in set's circle, square, triangle).
+    assert {t for t, plugin in plugins.items() if plugin == "pr_curves"} == {
+        f"pr_curve/{name}/pr_curves" for name in ("circle", "square", "triangle")}
     # The trained, compiled model loads as predict.py and export.py load it (their CLIs are
     # tested on a run folder in test_export_predict.py).
     model = loading.load_keras_model(run)

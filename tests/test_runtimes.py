@@ -227,3 +227,17 @@ def test_onnx_export_never_overwrites(models):
     with pytest.raises(FileExistsError, match="model.onnx already exists"):
         export_onnx(models["run"], models["onnx"].parent)
     assert models["onnx"].stat().st_mtime_ns == before
+
+
+def test_a_missing_onnxruntime_is_named(tmp_path, monkeypatch, capsys):
+    """predict.py on an .onnx file without ONNX Runtime: one line naming the extra."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import predict as predict_cli
+
+    (tmp_path / "model.onnx").write_bytes(b"unused: the runtime is missing first")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_cli.main(["--model", str(tmp_path / "model.onnx"), str(tmp_path), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("error: running .onnx models needs onnxruntime"), err
+    assert 'pip install -e ".[onnx]"' in err[-1]

@@ -6,13 +6,14 @@ from ssd_tf.inference.detector import Detector
 
 
 def evaluate_model_from(model_path, kind, data_dir=None, split=None, classes=None, batch_size=8, seed=0,
-                        synthetic_images=64):
+                        synthetic_images=64, score_threshold=0.25):
     """Evaluate a run folder / .keras / SavedModel / .tflite / .onnx on a data set read by kind (voc, coco,
     tfrecord, synthetic).
 
     VOC classes default to the model's own; the data set must have the model's class count.
     The built-in set: ``split`` (default "val") of the run with ``seed`` and ``synthetic_images``,
-    the images that run validated on. Returns (report, dataset).
+    the images that run validated on. ``score_threshold``: the confusion matrix's. Returns (report,
+    dataset).
     """
     detector = Detector.load(model_path, score_threshold=0.05)
     classes = list(classes) if classes else list(detector.class_names[1:]) if detector.class_names else None
@@ -21,4 +22,4 @@ def evaluate_model_from(model_path, kind, data_dir=None, split=None, classes=Non
     if detector.num_classes is not None and dataset.num_classes != detector.num_classes:
         raise ValueError(f"{model_path} has {detector.num_classes - 1} classes, {dataset.name} has "
                          f"{dataset.num_classes - 1}: evaluate on the data the model was trained for")
-    return coco_metric.evaluate_model(detector, dataset, batch_size), dataset
+    return coco_metric.evaluate_model(detector, dataset, batch_size, score_threshold=score_threshold), dataset

@@ -18,6 +18,7 @@ from pycocotools.cocoeval import COCOeval
 
 from ssd_tf import data as data_lib
 from ssd_tf.data.coco import coco_ground_truth, load_json  # noqa: F401 (coco_ground_truth re-exported)
+from ssd_tf.evaluation import confusion, curves
 from ssd_tf.inference.detector import Detector
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,10 @@ def coco_evaluate(ground_truth, results, verbose=True, image_ids=None):
     """Run COCOeval. ``ground_truth``: COCO dict or instances-file path; ``results``: list of dicts or
     results-file path (a list, or a COCO-style dict whose "annotations" are the detections);
     ``image_ids``: evaluate these images only (default: all in the ground truth).
-    Returns {"stats": {name: value} (the 12 COCO stats), "per_class_ap50": {name: AP50}}.
+    Returns {"stats": {name: value} (the 12 COCO stats), "per_class_ap50": {name: AP50},
+    "per_class": {name: {"AP50", "AP", "gt_count"}}, "curves": ``curves.pr_curves``' arrays at IoU
+    0.5, "best_f1": ``curves.best_f1``, "threshold_counts": ``curves.threshold_counts``}.
+    ``gt_count`` is the boxes COCOeval counts (crowd ones left out).
     """
     if not isinstance(results, (list, tuple)):
         loaded = load_json(results)
@@ -76,16 +80,36 @@ def coco_evaluate(ground_truth, results, verbose=True, image_ids=None):
         return evaluator, gt
 
     evaluator, gt = _quiet(run, verbose)
+    cat_ids = sorted(gt.cats)
+    names = [gt.cats[c]["name"] for c in cat_ids]
+    images = sorted(int(i) for i in image_ids) if image_ids is not None else gt.getImgIds()
+    counts = {gt.cats[c]["name"]: len(gt.getAnnIds(imgIds=images, catIds=[c], iscrowd=False)) for c in cat_ids}
     if evaluator is None:  # no detections at all: every stat is 0
-        names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
-        return {"stats": {k: 0.0 for k in STAT_NAMES}, "per_class_ap50": {n: 0.0 for n in names.values()}}
-    # precision: [IoU thresholds, recall points, categories, area ranges, max dets]
-    precision = evaluator.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, all areas, 100 dets
+        return {"stats": {k: 0.0 for k in STAT_NAMES}, "per_class_ap50": {n: 0.0 for n in names},
+                "per_class": {n: {"AP50": 0.0, "AP": 0.0, "gt_count": counts[n]} for n in names},
+                "curves": curves.pr_curves(None, None, names), "best_f1": curves.best_f1(None, names),
+                "threshold_counts": {n: {"tp": [0] * len(curves.THRESHOLDS), "fp": [0] * len(curves.THRESHOLDS),
+                                         "gt": counts[n]} for n in names}}
+    # precision and scores: [IoU thresholds, recall points, categories, area ranges, max dets]
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]  # all areas, 100 dets
+    scores = evaluator.eval["scores"][0, :, :, 0, -1]
+    order = [evaluator.params.catIds.index(c) for c in cat_ids]
+    precision, scores = precision[:, :, order], scores[:, order]
+    matched = curves.matches(evaluator, cat_ids)
     per_class = {}
-    for k, cat_id in enumerate(evaluator.params.catIds):
-        p = precision[:, k]
-        per_class[gt.cats[cat_id]["name"]] = float(p[p > -1].mean()) if np.any(p > -1) else float("nan")
-    return {"stats": dict(zip(STAT_NAMES, (float(s) for s in evaluator.stats))), "per_class_ap50": per_class}
+    for k, name in enumerate(names):
+        at_50, every = precision[0, :, k], precision[:, :, k]
+        per_class[name] = {"AP50": _mean_valid(at_50), "AP": _mean_valid(every), "gt_count": counts[name]}
+    return {"stats": dict(zip(STAT_NAMES, (float(s) for s in evaluator.stats))),
+            "per_class_ap50": {n: v["AP50"] for n, v in per_class.items()}, "per_class": per_class,
+            "curves": curves.pr_curves(precision[0], scores, names), "best_f1": curves.best_f1(matched, names),
+            "threshold_counts": curves.threshold_counts(matched, names)}
+
+
+def _mean_valid(values):
+    """COCOeval's mean over entries > -1 (nan when none: a class without ground truth)."""
+    values = np.asarray(values)
+    return float(values[values > -1].mean()) if np.any(values > -1) else float("nan")
 
 
 def predict_coco_results(detector, detection_set, batch_size=8, shard=None):
@@ -112,8 +136,9 @@ def predict_coco_results(detector, detection_set, batch_size=8, shard=None):
     return results
 
 
-def evaluate_detections(detection_set, results, verbose=False):
-    """The COCO report of ``results`` (COCO result dicts: pixels, category ids) on ``detection_set``.
+def evaluate_detections(detection_set, results, verbose=False, score_threshold=0.25):
+    """The COCO report of ``results`` (COCO result dicts: pixels, category ids) on ``detection_set``,
+    with the confusion matrix at IoU 0.5 and ``score_threshold`` (``confusion``).
 
     A set read from a COCO instances file is scored against that file (the official metric),
     over the set's images: all of the file's, unless the reader skipped unreadable ones. Other sets
@@ -128,16 +153,30 @@ def evaluate_detections(detection_set, results, verbose=False):
     else:
         report = coco_evaluate(coco_ground_truth(detection_set), results, verbose)
     report["num_detections"] = len(results)
+    truth = (load_json(detection_set.annotation_file) if detection_set.annotation_file
+             else coco_ground_truth(detection_set))
+    images = detection_set.image_ids if detection_set.annotation_file else None
+    report["confusion_matrix"] = confusion.confusion_matrix(truth, results, iou_threshold=0.5,
+                                                            score_threshold=score_threshold, image_ids=images)
     return report
 
 
-def evaluate_model(detector, detection_set, batch_size=8, verbose=False):
-    """COCO stats and per-class AP50 of a ``Detector`` (or a Keras model) on a DetectionSet."""
-    return evaluate_detections(detection_set, predict_coco_results(detector, detection_set, batch_size), verbose)
+def evaluate_model(detector, detection_set, batch_size=8, verbose=False, score_threshold=0.25):
+    """The COCO report (``evaluate_detections``) of a ``Detector`` (or a Keras model) on a DetectionSet."""
+    results = predict_coco_results(detector, detection_set, batch_size)
+    return evaluate_detections(detection_set, results, verbose, score_threshold)
 
 
 def format_report(report):
+    """The report as ``evaluate.py`` prints it: the 12 stats, each class's AP50, AP and ground truth
+    count, and the best-F1 score threshold."""
     lines = [f"{name:>6} {value:.4f}" for name, value in report["stats"].items()]
-    lines.append("per-class AP50:")
-    lines += [f"  {name:<20} {value:.4f}" for name, value in report["per_class_ap50"].items()]
+    lines.append(f"  {'class':<20} {'AP50':>6} {'AP':>6} {'boxes':>6}")
+    for name, value in report["per_class_ap50"].items():
+        entry = report.get("per_class", {}).get(name, {})
+        lines.append(f"  {name:<20} {value:6.4f} {entry.get('AP', float('nan')):6.4f} {entry.get('gt_count', 0):6d}")
+    if "best_f1" in report:
+        best = report["best_f1"]
+        lines.append(f"best F1 {best['f1']:.3f} at score threshold {best['threshold']:.2f} "
+                     f"(precision {best['precision']:.3f}, recall {best['recall']:.3f})")
     return "\n".join(lines)

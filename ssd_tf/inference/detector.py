@@ -28,6 +28,11 @@ class Detector:
     ``class_names`` [C] (index 0: background) and ``category_ids`` [C] are generic
     (``class_1``..., ids 0..C-1) when the model came without names; None only for a SavedModel
     exported without classes.json, whose class count is unknown (``name_of`` still answers).
+
+    Threads: one Detector may be shared by a server's threads, whatever it loaded. Concurrent calls
+    return exactly what the same calls return one after the other (TensorFlow's functions and ONNX
+    Runtime's sessions take concurrent calls; a ``.tflite`` file runs on a pool of interpreters,
+    one per call in flight).
     """
 
     def __init__(self, model, class_names=None, category_ids=None, score_threshold=0.05, iou_threshold=0.5,
@@ -42,18 +47,21 @@ class Detector:
         self._set_classes(class_names, category_ids)
 
     @classmethod
-    def load(cls, path, score_threshold=0.05, iou_threshold=0.5, max_detections=100, num_classes=None):
+    def load(cls, path, score_threshold=0.05, iou_threshold=0.5, max_detections=100, num_classes=None,
+             num_threads=None, interpreters=None):
         """From a run folder, a ``.keras`` or ``.weights.h5`` file (classes.json beside it), a SavedModel
         folder (classes.json in ``assets.extra/``), or a ``.tflite`` or ``.onnx`` file (classes.json
-        beside it). ValueError naming the path when it is none of these."""
+        beside it). ValueError naming the path when it is none of these. ``num_threads`` (``.tflite``,
+        ``.onnx``) and ``interpreters`` (``.tflite``) tune the runtime: see ``TFLiteRunner``."""
         path = pathlib.Path(path)
         if path.suffix in (".tflite", ".onnx"):
             # The runtimes are imported only when used.
             if path.suffix == ".tflite":
-                from ssd_tf.inference.tflite_runner import TFLiteRunner as Runner
+                from ssd_tf.inference.tflite_runner import TFLiteRunner
+                runner = TFLiteRunner(path, num_threads, interpreters)
             else:
-                from ssd_tf.inference.onnx_runner import ONNXRunner as Runner
-            runner = Runner(path)
+                from ssd_tf.inference.onnx_runner import ONNXRunner
+                runner = ONNXRunner(path, num_threads)
             self = cls.__new__(cls)
             self.kind, self.path, self.model = path.suffix[1:], path, runner
             self.num_classes = None

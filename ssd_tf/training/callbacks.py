@@ -66,6 +66,41 @@ class DetectionImages(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class ValidationPictures(keras.callbacks.Callback):
+    """After each validation, into TensorBoard: precision-recall curves at IoU 0.5 (TensorBoard's
+    pr_curve summaries, one per class, over the score thresholds 0..1) and the confusion matrix,
+    in counts, as an image. Reads ``validation``'s (a ``Validation``) latest report; runs on the
+    chief, where the report is made."""
+
+    def __init__(self, validation, log_dir):
+        super().__init__()
+        self.validation = validation
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self._written = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        report = self.validation.last_report
+        if report is None or self.validation.reports == self._written:
+            return
+        self._written = self.validation.reports
+        from tensorboard.plugins.pr_curve import summary as pr_summary
+
+        from ssd_tf.evaluation import plots
+
+        with self.writer.as_default():
+            for name, counts in report["threshold_counts"].items():
+                tp, fp = np.array(counts["tp"], float), np.array(counts["fp"], float)
+                fn = np.maximum(counts["gt"] - tp, 0)
+                precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+                recall = tp / max(counts["gt"], 1)
+                pb = pr_summary.raw_data_pb(f"pr_curve/{name}", tp, fp, np.zeros_like(tp), fn, precision, recall,
+                                            num_thresholds=len(tp))
+                tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=epoch)
+            png = plots.confusion_png(report)
+            tf.summary.image("confusion_matrix", tf.io.decode_png(png)[None], step=epoch)
+        self.writer.flush()
+
+
 class CSVLogger(keras.callbacks.CSVLogger):
     """Keras' CSVLogger with ``columns`` (say ``val_loss``) from the first epoch on, written NA on
     epochs that don't log them: Keras' own fixes its columns at the first epoch, so a run that

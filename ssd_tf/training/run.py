@@ -19,6 +19,7 @@ import keras
 from ssd_tf import data as data_lib
 from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.evaluation import coco_metric as evaluation
+from ssd_tf.evaluation import plots
 from ssd_tf.inference import prediction
 from ssd_tf.inference.detector import Detector
 from ssd_tf.modeling import batchnorm, losses
@@ -87,9 +88,10 @@ def prepare_run_dir(config, chief=True):
     return run
 
 
-def _run_folder_callbacks(config, run, train_set, val_set, detector=None):
-    """The chief's run-folder writers: TensorBoard, history.csv and drawn detections (through
-    ``detector``, when given)."""
+def _run_folder_callbacks(config, run, train_set, val_set, detector=None, validate=None):
+    """The chief's run-folder writers: TensorBoard, history.csv, drawn detections (through
+    ``detector``, when given) and, after each of ``validate``'s validations, PR curves and the
+    confusion matrix in TensorBoard."""
     val_columns = list(validation.LOG_KEYS) if val_set is not None and len(val_set) and config.eval_every > 0 else []
     cbs = [keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False),
            callbacks_lib.CSVLogger(str(run / "history.csv"), columns=val_columns, append=True)]
@@ -97,6 +99,8 @@ def _run_folder_callbacks(config, run, train_set, val_set, detector=None):
     if samples is not None:
         cbs.append(callbacks_lib.DetectionImages(samples, run / "logs" / "images", train_set.class_names,
                                                  every=config.eval_every, detector=detector))
+    if validate is not None:
+        cbs.append(callbacks_lib.ValidationPictures(validate, run / "logs" / "validation_pictures"))
     return cbs
 
 
@@ -154,7 +158,8 @@ def train(config, callbacks=(), model_fn=None):
     # detection graph is traced once per run, not once for each.
     detector = Detector(model, train_set.class_names, train_set.category_ids)
     settings = _loop_settings(config, model, strategy, usable, val_set, detector, steps_per_epoch, run, chief)
-    chief_callbacks = _run_folder_callbacks(config, run, train_set, val_set, detector) if chief else []
+    chief_callbacks = (_run_folder_callbacks(config, run, train_set, val_set, detector, settings.validate)
+                       if chief else [])
     history = loop.fit(model, model.optimizer, strategy, dataset_fn, settings, callbacks=callbacks,
                        chief_callbacks=chief_callbacks)
 
@@ -261,14 +266,23 @@ def _write_results(config, run, model, detector, train_set, val_set, history, su
 
 
 def _final_validation(config, detector, val_set, history, run):
-    """The validation mAP and AP50 of the final model (``detector``'s): the last epoch's, or
-    evaluated now; and a few validation images with its detections drawn, in ``run/predictions/``."""
+    """The final model's (``detector``'s) validation report, its pictures in ``run/plots/`` (PR
+    curves, confusion matrices, F1 against the score threshold, the run's curves from history.csv)
+    and a few validation images with its detections drawn, in ``run/predictions/``. Returns the
+    summary's fields: the mAP and AP50 are the last epoch's validation when it ran (the same model
+    and images), else this report's."""
+    report = evaluation.evaluate_model(detector, val_set, config.batch_size)
+    stats = report["stats"]
     if config.eval_every > 0 and history.get("val_AP50"):  # a run that validates does so after its last epoch
         stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}
-    else:
-        stats = evaluation.evaluate_model(detector, val_set, config.batch_size)["stats"]
+    (run / "plots").mkdir(exist_ok=True)
+    (run / "plots" / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plots.write_report_plots(report, run / "plots")
+    if (run / "history.csv").is_file():
+        plots.training_curves(run / "history.csv", run / "plots" / "training_curves.png")
     drawn = prediction.draw_set_predictions(detector, val_set, run / "predictions", count=max(config.val_images, 1))
     return {"val_mAP": round(float(stats["AP"]), 4), "val_AP50": round(float(stats["AP50"]), 4),
+            "best_f1_threshold": report["best_f1"]["threshold"], "plots": str(run / "plots"),
             "predictions": str(run / "predictions"), "predictions_drawn": len(drawn)}
 
 

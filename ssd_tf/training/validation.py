@@ -38,6 +38,8 @@ class Validation:
         self.share = distribute.worker_share(self.strategy)
         self._model = self._predict = None
         self._detector = detector
+        self.last_report = None  # the chief's last COCO report (``evaluate_detections``'), with its count
+        self.reports = 0
 
     def _bind(self, model):
         if self._model is not model:  # traced once per model, not once per validation
@@ -80,6 +82,7 @@ class Validation:
             if distribute.is_chief():  # scored once; the others receive the numbers
                 report = evaluation.evaluate_detections(self.detection_set, results)
                 stats = np.array([report["stats"]["AP"], report["stats"]["AP50"]])
+                self.last_report, self.reports = report, self.reports + 1
             if self.share[1] > 1:
                 stats = distribute.all_sum(self.strategy, stats)
             logs.update(val_mAP=float(stats[0]), val_AP50=float(stats[1]))
