@@ -30,11 +30,16 @@ def build_parser():
                                     "for validation (default: voc train,val; coco train2017,val2017)")
     p.add_argument("--classes", help="VOC class names, comma-separated (default: the 20 VOC classes)")
     p.add_argument("--images-per-shard", type=int, default=1024, help="images per shard file (default 1024)")
+    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
+                                                         "per 10 %%)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        from ssd_tf.progress import set_quiet
+        set_quiet()
     from ssd_tf.data import conversion  # after parsing: --help answers without TensorFlow
     with cli.user_errors():
         metas = conversion.convert(args.dataset, args.data_dir, args.output,

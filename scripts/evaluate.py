@@ -39,11 +39,16 @@ def build_parser():
                                                   "confusion_matrix_normalized.png and f1_curve.png here")
     p.add_argument("--confusion-score", type=float, default=0.25,
                    help="the confusion matrix counts detections from this score up (default 0.25)")
+    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
+                                                         "per 10 %%)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        from ssd_tf.progress import set_quiet
+        set_quiet()
     from ssd_tf.cli.evaluate import evaluate_model_from  # after parsing: --help answers without TensorFlow
     from ssd_tf.evaluation import coco_metric as evaluation
     with cli.user_errors(ImportError):  # ImportError: a missing extra, named in its message

@@ -47,12 +47,17 @@ def build_parser():
     p.add_argument("--score-threshold", type=float, default=0.05, help="detections below this score are dropped")
     p.add_argument("--iou-threshold", type=float, default=0.5, help="per-class NMS IoU threshold")
     p.add_argument("--max-detections", type=int, default=100, help="detections kept per image")
+    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
+                                                         "per 10 %%)")
     return p
 
 
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
+    if args.quiet:
+        from ssd_tf.progress import set_quiet
+        set_quiet()
     if args.format == "saved_model" and args.output:
         p.error("--output is for --format tflite or onnx")
     if args.format != "tflite" and (args.quantize != "none" or args.calibration_data):

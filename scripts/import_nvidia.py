@@ -20,11 +20,16 @@ def build_parser():
     p.add_argument("--num-classes", type=int, default=81,
                    help="labels per box including background (default 81, NVIDIA's COCO model); another count "
                         "imports with generic class names")
+    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
+                                                         "per 10 %%)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        from ssd_tf.progress import set_quiet
+        set_quiet()
     from ssd_tf.cli import errors as cli  # after parsing: --help answers without TensorFlow
     from ssd_tf.modeling import nvidia
     from ssd_tf.modeling import torch_weights

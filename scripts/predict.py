@@ -20,17 +20,23 @@ def build_parser():
     p.add_argument("inputs", help="an image or a folder of images")
     p.add_argument("--output", required=True, help="folder for drawn images and detections.json")
     p.add_argument("--min-score", type=float, default=0.3, help="draw and list detections at or above this score")
+    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
+                                                         "per 10 %%)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        from ssd_tf.progress import set_quiet
+        set_quiet()
     from ssd_tf.data.images import list_images  # after parsing: --help answers without TensorFlow
     from ssd_tf.inference import prediction
     from ssd_tf.inference.detector import Detector
     with cli.user_errors(ImportError):  # ImportError: a missing extra, named in its message
         detector = Detector.load(args.model)
-        payload = prediction.predict_files(detector, list_images(args.inputs), args.output, args.min_score)
+        payload = prediction.predict_files(detector, list_images(args.inputs), args.output, args.min_score,
+                                               progress=True)
     total = sum(len(i["detections"]) for i in payload["images"])
     print(f"{len(payload['images'])} image(s), {total} detection(s) >= {args.min_score} -> {args.output}/"
           + (f"; skipped {len(payload['skipped'])}: " + "; ".join(payload["skipped"]) if payload["skipped"] else ""))

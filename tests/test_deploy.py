@@ -71,7 +71,7 @@ def test_tflite_files_hold_builtin_ops_and_the_postprocess_op_only(models, tmp_p
     assert set(float_ops) - {tflite.POSTPROCESS_OP} <= builtins
     # The OD API layout, and a label file whose line i names output class i.
     runner = tflite.TFLiteRunner(models["tflite"])
-    details = runner._run.get_output_details()
+    details = runner._borrow().get_output_details()
     assert tuple(details["detection_boxes"]["shape"]) == (1, 100, 4)
     assert tuple(details["num_detections"]["shape"]) == (1,)
     folder = models["tflite"].parent

@@ -22,4 +22,5 @@ def evaluate_model_from(model_path, kind, data_dir=None, split=None, classes=Non
     if detector.num_classes is not None and dataset.num_classes != detector.num_classes:
         raise ValueError(f"{model_path} has {detector.num_classes - 1} classes, {dataset.name} has "
                          f"{dataset.num_classes - 1}: evaluate on the data the model was trained for")
-    return coco_metric.evaluate_model(detector, dataset, batch_size, score_threshold=score_threshold), dataset
+    report = coco_metric.evaluate_model(detector, dataset, batch_size, score_threshold=score_threshold, progress=True)
+    return report, dataset

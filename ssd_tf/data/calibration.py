@@ -10,6 +10,7 @@ from ssd_tf.data.images import IMAGE_SUFFIXES, load_image
 from ssd_tf.data.resize import to_uint8_input
 from ssd_tf.data.synthetic import builtin_split
 from ssd_tf.data.tfrecord import read_tfrecords
+from ssd_tf.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _readable(files, count, seed):
     """Model-input images of a random ``count`` of ``files`` (seeded); unreadable ones skipped with a warning."""
     files = [files[i] for i in sorted(np.random.default_rng(seed).permutation(len(files))[:count])]
     images = []
-    for path in files:
+    for path in track(files, len(files), "calibration images"):
         try:
             images.append(to_uint8_input(load_image(path)))
         except (ValueError, FileNotFoundError) as err:

@@ -20,7 +20,6 @@ import math
 import pathlib
 import re
 import shutil
-import sys
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +28,7 @@ from PIL import Image
 from ssd_tf.core.classes import CLASSES_FILE, read_classes
 from ssd_tf.data.coco import coco_ground_truth
 from ssd_tf.data.detection_set import SkipReport
+from ssd_tf.progress import Progress
 
 log = logging.getLogger("ssd_tf.data.tfrecord")
 
@@ -111,6 +111,7 @@ def write_split(detection_set, output, split, images_per_shard=1024, instances=N
     n = len(detection_set)
     num_shards = max(1, math.ceil(n / images_per_shard))
     shards, writer, kept = [], None, []
+    bar = Progress(n, f"writing {split}") if progress else None
     for i in range(n):
         if writer is None or shards[-1]["images"] >= images_per_shard:
             if writer:
@@ -133,14 +134,12 @@ def write_split(detection_set, output, split, images_per_shard=1024, instances=N
         shards[-1]["usable"] += int(np.any(~np.asarray(difficult, bool)))
         shards[-1]["objects"] += len(labels)
         kept.append(i)
-        if progress and (i + 1 == n or (i + 1) % 200 == 0):
-            done = (i + 1) / n
-            sys.stderr.write(f"\r{split}: [{'#' * int(30 * done):<30}] {i + 1}/{n} images")
-            sys.stderr.flush()
+        if bar:
+            bar.update()
     if writer:
         writer.close()
-    if progress:
-        sys.stderr.write("\n")
+    if bar:
+        bar.close()
     gt_path = output / f"{split}-instances.json"
     if instances:
         shutil.copyfile(instances, gt_path)

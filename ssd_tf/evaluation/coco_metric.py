@@ -20,6 +20,7 @@ from ssd_tf import data as data_lib
 from ssd_tf.data.coco import coco_ground_truth, load_json  # noqa: F401 (coco_ground_truth re-exported)
 from ssd_tf.evaluation import confusion, curves
 from ssd_tf.inference.detector import Detector
+from ssd_tf.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +113,13 @@ def _mean_valid(values):
     return float(values[values > -1].mean()) if np.any(values > -1) else float("nan")
 
 
-def predict_coco_results(detector, detection_set, batch_size=8, shard=None):
+def predict_coco_results(detector, detection_set, batch_size=8, shard=None, progress=False):
     """Run a ``Detector`` (or a Keras model, wrapped in one) over a DetectionSet; return COCO result
     dicts (pixels, the set's category ids). ``shard=(index, count)``: that share of the images only.
 
     A Keras model detects on batches of resized images; a SavedModel or ``.tflite`` model on each
-    decoded image at its own size, exactly as it serves."""
+    decoded image at its own size, exactly as it serves. ``progress``: show it on stderr
+    (``ssd_tf.progress``)."""
     if not isinstance(detector, Detector):
         detector = Detector(detector)
     results = []
@@ -128,6 +130,9 @@ def predict_coco_results(detector, detection_set, batch_size=8, shard=None):
         batches = ((detector.detect_batch(images.numpy()), info)
                    for images, info in data_lib.eval_dataset(detection_set, 1, resize=False, shard=shard)
                    if len(images))
+    if progress:
+        total = len(detection_set) if shard is None else len(range(shard[0], len(detection_set), shard[1]))
+        batches = track(batches, total, "detecting", count=lambda item: len(item[1]["image_id"]))
     for dets, info in batches:
         for i, (image_id, size) in enumerate(zip(info["image_id"].numpy(), info["size"].numpy())):
             n = int(dets["num_detections"][i])
@@ -161,9 +166,9 @@ def evaluate_detections(detection_set, results, verbose=False, score_threshold=0
     return report
 
 
-def evaluate_model(detector, detection_set, batch_size=8, verbose=False, score_threshold=0.25):
+def evaluate_model(detector, detection_set, batch_size=8, verbose=False, score_threshold=0.25, progress=False):
     """The COCO report (``evaluate_detections``) of a ``Detector`` (or a Keras model) on a DetectionSet."""
-    results = predict_coco_results(detector, detection_set, batch_size)
+    results = predict_coco_results(detector, detection_set, batch_size, progress=progress)
     return evaluate_detections(detection_set, results, verbose, score_threshold)
 
 

@@ -12,9 +12,9 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from ssd_tf import __version__
 from ssd_tf.core import anchors as anchors_lib
 from ssd_tf.core import boxes as box_ops
-from ssd_tf import __version__
 from ssd_tf.core import encoding
 from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.data.calibration import calibration_images

@@ -12,6 +12,7 @@ from ssd_tf.data.detection_set import SkipReport
 from ssd_tf.data.images import load_image
 from ssd_tf.inference import drawing as visualize
 from ssd_tf.inference.detector import Detector
+from ssd_tf.progress import track
 
 log = logging.getLogger("ssd_tf.inference.prediction")
 
@@ -21,17 +22,18 @@ def _names(detector, class_ids):
     return detector.class_names or [detector.name_of(i) for i in range(int(max(class_ids, default=0)) + 1)]
 
 
-def predict_files(detector, inputs, output_dir, min_score=0.3):
+def predict_files(detector, inputs, output_dir, min_score=0.3, progress=False):
     """Run a ``Detector`` on image files; write drawn images and detections.json.
 
     Detections with score >= ``min_score`` are drawn and listed. Unreadable files are skipped with
-    a warning and listed under "skipped". Returns the JSON payload.
+    a warning and listed under "skipped". ``progress``: show it on stderr. Returns the JSON payload.
     """
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = SkipReport()
     images = []
-    for path in inputs:
+    inputs = list(inputs)
+    for path in track(inputs, len(inputs), "predicting") if progress else inputs:
         try:
             image = load_image(path)
         except ValueError as err:

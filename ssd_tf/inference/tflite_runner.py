@@ -71,13 +71,14 @@ class TFLiteRunner:
     get errors or, worse, wrong detections. So each call borrows an interpreter from a pool of up
     to ``interpreters`` (default: the usable CPU cores), made as concurrent callers need them, and
     gives it back; a caller waits when all are busy. Each interpreter runs ``num_threads`` threads
-    (default: the usable cores, so that one caller alone uses them all).
+    (default: LiteRT's, one). LiteRT's results depend on the thread count (to float rounding), so
+    every interpreter of a pool gets the same, and a call's answer does not depend on which one
+    ran it.
 
     Measured with 2 callers on 2 cores (Xeon AMX, images already resized, 2026-12-04): one
-    interpreter behind a lock 7.54 (float32) and 56.6 (int8) images/s; two interpreters of 2
-    threads 7.51 and 57.7; two of 1 thread 7.86 and 59.4, but then one caller alone gets half the
-    speed (4.0 and 29.9 against 7.2 and 55.0). A server that always has several callers can pass
-    ``num_threads=1``.
+    interpreter of 2 threads behind a lock 7.54 (float32) and 56.6 (int8) images/s; two of 2
+    threads 7.51 and 57.7; two of 1 thread, the default, 7.86 and 59.4. One caller alone gets
+    about twice the speed from ``num_threads=2`` (7.2 and 55.0 against 4.0 and 29.9).
     """
 
     def __init__(self, path, num_threads=None, interpreters=None):
@@ -88,7 +89,7 @@ class TFLiteRunner:
             raise ValueError(f"{self.path}: not a readable TFLite model: {str(err).strip().splitlines()[0]}") from None
         cores = _usable_cores()
         self.pool_size = max(1, int(interpreters or cores))
-        self.num_threads = int(num_threads or cores)
+        self.num_threads = num_threads
         self._idle = queue.LifoQueue()
         self._made = 1  # interpreters made or being made; the first, here, so a wrong file fails at load
         self._lock = threading.Lock()

@@ -22,6 +22,8 @@ import pathlib
 
 import numpy as np
 
+from ssd_tf.progress import track
+
 # torchvision's IMAGENET1K_V1 ResNet50 (acc@1 76.13), what NVIDIA's SSD300 v1.1 was trained from.
 TORCHVISION_RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 TORCHVISION_RESNET50_FILE = "resnet50-0676ba61.pth"
@@ -147,7 +149,7 @@ def load_state_dict(model, state, name_map, path):
     """Set each mapped layer of ``model`` from ``state`` (all checked before any is set).
     Returns the Keras layer names set."""
     updates = []
-    for keras_name, torch_name in name_map:
+    for keras_name, torch_name in track(name_map, len(name_map), f"reading {pathlib.Path(path).name}", unit="layers"):
         layer = model.get_layer(keras_name)
         updates.append((layer, _layer_values(layer, torch_name, state, path)))
     for layer, values in updates:
