@@ -5,6 +5,7 @@ images/s; `inference`: every model form beside the reference's.
     python -m benchmarks data --data-dir VOCdevkit/VOC2012
     python -m benchmarks startup [--images 2000]
     python -m benchmarks train [--batch-size 8] [--precision float32|float16|bfloat16]
+    python -m benchmarks scoring [--images 5000]   # pycocotools beside faster-coco-eval
     python -m benchmarks inference [--images-dir VOC2012/JPEGImages]
                                    [--model RUN] [--saved-model DIR] [--tflite FILE] [--tflite-int8 FILE]
                                    [--onnx FILE]
@@ -52,6 +53,11 @@ def build_parser():
     t.add_argument("--no-reference", action="store_true", help="skip the reference's PyTorch step (needs torch)")
     t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="compute precision (float32 default; bfloat16 needs AMX or AVX512-BF16 to be fast)")
+    c = sub.add_parser("scoring", help="COCO scoring: pycocotools beside faster-coco-eval on the same results")
+    c.add_argument("--images", type=int, default=5000, help="images in the generated COCO-sized case (default 5000)")
+    c.add_argument("--detections", type=int, default=100, help="detections an image (default 100)")
+    c.add_argument("--repeats", type=int, default=3, help="alternating runs of each scorer; medians are reported")
+    c.add_argument("--coco-case", help="a folder with a COCO instances file and bbox_results.json to score too")
     i = sub.add_parser("inference", help="images/s of Keras, SavedModel, TFLite and the reference's PyTorch inference")
     i.add_argument("--images-dir", help="a folder of images (default: built-in set images, 320x240)")
     i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
@@ -83,6 +89,9 @@ def main(argv=None):
     from ssd_tf.data import tfrecord
     if args.what == "inference":
         _inference(args)
+        return
+    if args.what == "scoring":
+        _scoring(args)
         return
     if args.what == "data":
         dataset = data.read_voc(args.data_dir, args.split)
@@ -188,6 +197,30 @@ def _inference(args):
               f"{entry['p50_ms']:.0f} ms, p99 {entry['p99_ms']:.0f} ms, {entry['errors']} errors, "
               f"{entry['wrong']} wrong, of {entry['calls']} calls ({entry['unstable']} of the images give "
               "other answers sequentially: tied scores)")
+    print(json.dumps(result))
+
+
+def _scoring(args):
+    from benchmarks import measure
+
+    try:
+        import faster_coco_eval  # noqa: F401
+    except ImportError:
+        cli.fail("the scoring benchmark needs faster-coco-eval: pip install faster-coco-eval")
+    cases = {f"generated ({args.images} images, {args.detections} detections each)":
+             measure.scoring_case(args.images, args.detections)}
+    if args.coco_case:
+        folder = pathlib.Path(args.coco_case)
+        instances = sorted(folder.glob("instances_*.json"))
+        if not instances or not (folder / "bbox_results.json").is_file():
+            cli.fail(f"{folder}: expected an instances_*.json and bbox_results.json there")
+        cases[f"{folder.name} (real COCO images)"] = (json.loads(instances[0].read_text()),
+                                                      json.loads((folder / "bbox_results.json").read_text()))
+    result = measure.scoring_speed(cases, args.repeats)
+    for name, entry in result.items():
+        print(f"{name}: pycocotools {entry['pycocotools_s']:.2f} s, faster-coco-eval "
+              f"{entry['faster_coco_eval_s']:.2f} s ({entry['speedup']:.2f}x); largest difference among the 12 "
+              f"stats {entry['max_stat_difference']:.2e}")
     print(json.dumps(result))
 
 

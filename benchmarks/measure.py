@@ -348,3 +348,74 @@ def concurrent_calls(detectors, images, callers, calls_per_caller=8):
                          "p99_ms": float(np.percentile(latencies, 99)), "errors": errors, "wrong": wrong,
                          "calls": count, "callers": callers, "unstable": len(stable) - sum(stable)}
     return results
+
+
+def scoring_case(num_images=5000, detections=100, seed=0):
+    """A COCO-sized scoring case: ground truth of ``num_images`` 640x480 images (1 to 15 boxes each,
+    80 categories, some crowd) and ``detections`` noisy detections an image. Returns (gt dict,
+    results list)."""
+    rng = np.random.default_rng(seed)
+    images, annotations, results = [], [], []
+    for image_id in range(1, num_images + 1):
+        images.append({"id": image_id, "width": 640, "height": 480, "file_name": f"{image_id}.jpg"})
+        boxes = []
+        for _ in range(int(rng.integers(1, 16))):
+            w, h = rng.uniform(8, 300), rng.uniform(8, 300)
+            x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
+            cat = int(rng.integers(1, 81))
+            boxes.append((x, y, w, h, cat))
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": int(rng.random() < 0.02)})
+        for k in range(detections):
+            if k < len(boxes) and rng.random() < 0.8:  # a noisy copy of a box, mostly the right class
+                x, y, w, h, cat = boxes[k]
+                x, y = x + rng.normal(0, 0.1 * w), y + rng.normal(0, 0.1 * h)
+                cat = cat if rng.random() < 0.9 else int(rng.integers(1, 81))
+            else:
+                w, h = rng.uniform(8, 300), rng.uniform(8, 300)
+                x, y, cat = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h), int(rng.integers(1, 81))
+            results.append({"image_id": image_id, "category_id": cat, "bbox": [x, y, w, h],
+                            "score": float(rng.uniform(0, 1))})
+    categories = [{"id": c, "name": f"class_{c}"} for c in range(1, 81)]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def scoring_speed(cases, repeats=3):
+    """pycocotools' COCOeval beside faster-coco-eval's COCOeval_faster on the same (gt dict,
+    results) ``cases`` ({name: case}), alternating, medians of ``repeats``: seconds for loadRes,
+    evaluate, accumulate and summarize, and the largest difference among the 12 stats."""
+    import contextlib
+    import copy
+    import io
+
+    from faster_coco_eval import COCO as FastCOCO
+    from faster_coco_eval import COCOeval_faster
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def run(coco_cls, eval_cls, gt_dict, results):
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = coco_cls()
+            gt.dataset = copy.deepcopy(gt_dict)
+            gt.createIndex()
+            start = time.perf_counter()
+            evaluator = eval_cls(gt, gt.loadRes(copy.deepcopy(results)), "bbox")
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+            return time.perf_counter() - start, np.array(evaluator.stats[:12], float)
+
+    out = {}
+    for name, (gt_dict, results) in cases.items():
+        times = {"pycocotools": [], "faster_coco_eval": []}
+        stats = {}
+        for _ in range(repeats):
+            for key, classes in (("pycocotools", (COCO, COCOeval)), ("faster_coco_eval", (FastCOCO, COCOeval_faster))):
+                seconds, stats[key] = run(*classes, gt_dict, results)
+                times[key].append(seconds)
+        out[name] = {"pycocotools_s": statistics.median(times["pycocotools"]),
+                     "faster_coco_eval_s": statistics.median(times["faster_coco_eval"]),
+                     "speedup": statistics.median(times["pycocotools"]) / statistics.median(times["faster_coco_eval"]),
+                     "max_stat_difference": float(np.abs(stats["pycocotools"] - stats["faster_coco_eval"]).max()),
+                     "stats": {k: v.round(6).tolist() for k, v in stats.items()}}
+    return out
