@@ -214,8 +214,10 @@ def _scoring(args):
         instances = sorted(folder.glob("instances_*.json"))
         if not instances or not (folder / "bbox_results.json").is_file():
             cli.fail(f"{folder}: expected an instances_*.json and bbox_results.json there")
-        cases[f"{folder.name} (real COCO images)"] = (json.loads(instances[0].read_text()),
-                                                      json.loads((folder / "bbox_results.json").read_text()))
+        results = json.loads((folder / "bbox_results.json").read_text())
+        if isinstance(results, dict):  # a COCO-style file whose annotations are the detections
+            results = results["annotations"]
+        cases[f"{folder.name} (real COCO images)"] = (json.loads(instances[0].read_text()), results)
     result = measure.scoring_speed(cases, args.repeats)
     for name, entry in result.items():
         print(f"{name}: pycocotools {entry['pycocotools_s']:.2f} s, faster-coco-eval "

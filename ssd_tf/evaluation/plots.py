@@ -63,8 +63,9 @@ def confusion(report, path, normalised=False):
                     text = f"{values[i, j]:.2f}" if normalised else f"{int(values[i, j])}"
                     ax.text(j, i, text, ha="center", va="center", fontsize=max(font - 2, 4),
                             color="white" if values[i, j] > 0.6 * values.max() else "black")
-    kind = "normalised by row (recall per class)" if normalised else "counts"
-    ax.set_title(f"Confusion matrix, {kind}: IoU {cm['iou_threshold']:g}, score >= {cm['score_threshold']:g}")
+    kind = "normalised by row (the true class's share)" if normalised else "counts"
+    ax.set_title(f"Confusion matrix, {kind}\nIoU {cm['iou_threshold']:g}, score >= {cm['score_threshold']:g}",
+                 fontsize=11)
     return _save(fig, path)
 
 
