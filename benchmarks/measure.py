@@ -54,7 +54,7 @@ def _keras_run(dataset, batches):
 def data_throughput(detection_set, batch_size=8, passes=5, seed=0, records=None, reference_loader=None):
     """Images/s of the full training pipeline (decode, crop, resize, jitter, flip, encode), side by
     side with ``reference_loader`` (the reference design's PIL + torch DataLoader over the same
-    images and cores, from the checkout's ``tests/reference_benchmarks.py``), each consumed epoch by
+    images and cores, from ``benchmarks.reference``), each consumed epoch by
     epoch as its training loop consumes it (ours: one ``repeat()`` pipeline for the whole run, as
     the training loop gets it; the reference's: a new epoch of a DataLoader with persistent workers).
 
@@ -135,7 +135,7 @@ def train_throughput(batch_size=8, steps=5, precision="float32", num_classes=21,
     hard-negative mining, backward, ``TorchSGD`` update) on one fixed random batch (no data
     pipeline cost), medians of ``steps`` steps. ``reference_step``: a function running one step of
     the reference design (NVIDIA's SSD300, its loss, torch.optim.SGD; from the checkout's
-    ``tests/reference_benchmarks.py``), timed alternately, step by step, on the same threads."""
+    ``benchmarks.reference``), timed alternately, step by step, on the same threads."""
     from ssd_tf.modeling.optimizers import TorchSGD
     from ssd_tf.training import loop
 

@@ -152,7 +152,7 @@ def _options():
     options.experimental_optimization.map_parallelization = True
     # Parallelism across images, not inside ops, in a pool of its own (two threads per core, so
     # that a thread waiting on an ordered map or a sequential stage leaves its core to another):
-    # measured 327 -> 370 images/s on 2 cores (``scripts/benchmark.py data``). Its own pool also
+    # measured 327 -> 370 images/s on 2 cores (``python -m benchmarks data``). Its own pool also
     # keeps the input pipeline off the threads that run the training step.
     options.threading.max_intra_op_parallelism = 1
     options.threading.private_threadpool_size = 2 * usable_cores()
@@ -199,7 +199,7 @@ def num_batches(num_images, batch_size, drop_remainder=False):
 
 
 # Per-image pixel and matching work, compiled with XLA: fused, it costs well under half the
-# op-by-op time on a CPU (measured in ``scripts/benchmark.py data``). The random draws stay
+# op-by-op time on a CPU (measured in ``python -m benchmarks data``). The random draws stay
 # outside, so a seed gives the same crops, factors and flips with or without XLA.
 @tf.function(jit_compile=True, autograph=False)
 def _augment_pixels(image, brightness, contrast, saturation, hue, order, flip):
