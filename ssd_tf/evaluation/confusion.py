@@ -17,33 +17,16 @@ threshold, less those on crowd regions.
 """
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 
-def _iou(boxes, others):
-    """[N, 4] x [M, 4] xywh (pixels) -> [N, M] IoU."""
+def _overlaps(boxes, others, crowd):
+    """[N, 4] x [M, 4] xywh (pixels) -> [N, M] overlaps as COCOeval computes them (pycocotools'
+    ``mask.iou``): IoU, or with ``crowd`` the share of each box's area inside the other."""
     if not len(boxes) or not len(others):
         return np.zeros((len(boxes), len(others)))
-    a, b = np.asarray(boxes, float), np.asarray(others, float)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def _covered(boxes, crowds):
-    """[N, M]: the share of each box's area inside each crowd region."""
-    if not len(boxes) or not len(crowds):
-        return np.zeros((len(boxes), len(crowds)))
-    a, b = np.asarray(boxes, float), np.asarray(crowds, float)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    return inter / np.maximum((a[:, 2] * a[:, 3])[:, None], 1e-12)
+    return np.asarray(mask_utils.iou([list(map(float, b)) for b in boxes], [list(map(float, o)) for o in others],
+                                     [int(crowd)] * len(others)), float).reshape(len(boxes), len(others))
 
 
 def confusion_matrix(ground_truth, results, iou_threshold=0.5, score_threshold=0.25, image_ids=None):
@@ -69,8 +52,8 @@ def confusion_matrix(ground_truth, results, iou_threshold=0.5, score_threshold=0
     for image in images:
         boxes = truth.get(image, [])
         detections = sorted(found.get(image, []), key=lambda d: -d[0])
-        overlap = _iou([d[1] for d in detections], [b[0] for b in boxes])
-        on_crowd = _covered([d[1] for d in detections], [c[0] for c in crowds.get(image, [])])
+        overlap = _overlaps([d[1] for d in detections], [b[0] for b in boxes], crowd=False)
+        on_crowd = _overlaps([d[1] for d in detections], [c[0] for c in crowds.get(image, [])], crowd=True)
         taken = np.zeros(len(boxes), bool)
         matched = np.zeros(len(detections), bool)
         pairs = np.argwhere(overlap >= iou_threshold) if overlap.size else np.zeros((0, 2), int)
