@@ -170,3 +170,18 @@ def test_a_run_traces_its_detection_graph_once(tmp_path, monkeypatch):
     assert list((tmp_path / "run" / "logs" / "images").glob("events.out.tfevents.*"))
     assert len(modules) == 1
     assert modules[0].detect.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.slow
+def test_the_final_report_is_the_last_validations_when_it_scored_the_final_weights(tmp_path, monkeypatch):
+    """A run that validated after its last epoch draws plots/ from that report instead of scoring
+    the same weights again; a run that did not validate scores its final model once."""
+    calls = []
+    original = training.evaluation.evaluate_model
+    monkeypatch.setattr(training.evaluation, "evaluate_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    training.train(tiny_config(tmp_path / "validated", epochs=2, eval_every=1, val_images=2, synthetic_images=8),
+                   model_fn=tiny_ssd)
+    assert calls == [] and (tmp_path / "validated" / "plots" / "report.json").is_file()
+    training.train(tiny_config(tmp_path / "not", epochs=2, eval_every=0, val_images=2, synthetic_images=8),
+                   model_fn=tiny_ssd)
+    assert calls == [1] and (tmp_path / "not" / "plots" / "report.json").is_file()

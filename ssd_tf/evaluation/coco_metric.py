@@ -150,17 +150,15 @@ def evaluate_detections(detection_set, results, verbose=False, score_threshold=0
     are scored against ``coco_ground_truth``. Returns ``coco_evaluate``'s report plus
     ``num_detections``.
     """
-    if detection_set.annotation_file:
-        report = coco_evaluate(detection_set.annotation_file, results, verbose, image_ids=detection_set.image_ids)
+    if detection_set.annotation_file:  # read once, for the metric and the confusion matrix
+        truth, images = load_json(detection_set.annotation_file), detection_set.image_ids
     elif not hasattr(detection_set, "boxes"):
         raise ValueError(f"{detection_set.name}: no ground truth to evaluate against (records converted by "
                          "scripts/convert.py carry <split>-instances.json)")
     else:
-        report = coco_evaluate(coco_ground_truth(detection_set), results, verbose)
+        truth, images = coco_ground_truth(detection_set), None
+    report = coco_evaluate(truth, results, verbose, image_ids=images)
     report["num_detections"] = len(results)
-    truth = (load_json(detection_set.annotation_file) if detection_set.annotation_file
-             else coco_ground_truth(detection_set))
-    images = detection_set.image_ids if detection_set.annotation_file else None
     report["confusion_matrix"] = confusion.confusion_matrix(truth, results, iou_threshold=0.5,
                                                             score_threshold=score_threshold, image_ids=images)
     return report

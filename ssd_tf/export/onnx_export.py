@@ -23,9 +23,8 @@ import tensorflow as tf
 
 from ssd_tf import __version__
 from ssd_tf.core import anchors as anchors_lib
-from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.core.postprocess import decode_detections
-from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing
+from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing, write_model_file
 from ssd_tf.inference import loading
 from ssd_tf.inference.tflite_runner import LABELS_FILE, OUTPUTS
 
@@ -87,8 +86,4 @@ def export_onnx(source, output_dir, opset=DEFAULT_OPSET, num_classes=None, **thr
     model = float32_model(loading.load_keras_model(source, num_classes))
     class_names, category_ids = model_classes(model, *loading.classes_beside(source))
     data = convert(model, opset, class_names, **thresholds)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    (output_dir / LABELS_FILE).write_text("".join(f"{n}\n" for n in class_names[1:]))
-    write_classes(output_dir / CLASSES_FILE, class_names, category_ids)
-    return target
+    return write_model_file(target, data, LABELS_FILE, class_names, category_ids)

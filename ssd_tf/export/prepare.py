@@ -2,7 +2,7 @@
 
 import pathlib
 
-from ssd_tf.core.classes import generic_names
+from ssd_tf.core.classes import CLASSES_FILE, generic_names, write_classes
 from ssd_tf.modeling.backbone import layout_of
 from ssd_tf.modeling.ssd300 import build_ssd300
 
@@ -12,6 +12,20 @@ def refuse_existing(path, hint):
     path = pathlib.Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(f"{path} already exists; not overwriting it ({hint})")
+
+
+def labels_text(class_names):
+    """``labels.txt`` of a .tflite or .onnx export: line i names output class i (our class i + 1)."""
+    return "".join(f"{n}\n" for n in class_names[1:])
+
+
+def write_model_file(target, data, labels_file, class_names, category_ids):
+    """Write an exported model's bytes to ``target``, with ``labels_file`` and classes.json beside it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    (target.parent / labels_file).write_text(labels_text(class_names))
+    write_classes(target.parent / CLASSES_FILE, class_names, category_ids)
+    return target
 
 
 def model_classes(model, class_names, category_ids):

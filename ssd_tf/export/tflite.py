@@ -16,10 +16,9 @@ from ssd_tf import __version__
 from ssd_tf.core import anchors as anchors_lib
 from ssd_tf.core import boxes as box_ops
 from ssd_tf.core import encoding
-from ssd_tf.core.classes import CLASSES_FILE, write_classes
 from ssd_tf.data.calibration import calibration_images
 from ssd_tf.export import tflite_metadata
-from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing
+from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing, write_model_file
 from ssd_tf.inference import loading
 from ssd_tf.inference.tflite_runner import LABELS_FILE, POSTPROCESS_OP, operators
 
@@ -210,8 +209,4 @@ def export_tflite(source, output_dir, quantize="none", calibration_data=None, ca
                    f"quantisation, written by ssd-tf {__version__}.")
     data = tflite_metadata.with_metadata(data, class_names, LABELS_FILE, model_name, description, __version__,
                                          author="ssd-tf", license=license)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    (output_dir / LABELS_FILE).write_text("".join(f"{n}\n" for n in class_names[1:]))
-    write_classes(output_dir / CLASSES_FILE, class_names, category_ids)
-    return target
+    return write_model_file(target, data, LABELS_FILE, class_names, category_ids)

@@ -16,6 +16,8 @@ import zipfile
 import flatbuffers
 import numpy as np
 
+from ssd_tf.export.prepare import labels_text
+
 METADATA_NAME = "TFLITE_METADATA"
 MIN_PARSER_VERSION = "1.2.0"  # output_tensor_groups came with schema 1.2.0
 # Enums of metadata_schema.fbs.
@@ -153,5 +155,5 @@ def with_metadata(model_bytes, class_names, labels_file, name, description, vers
     data = io.BytesIO(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
     # Associated files: a zip archive after the flatbuffer, as the metadata populator writes them.
     with zipfile.ZipFile(data, "a") as archive:
-        archive.writestr(labels_file, "".join(f"{n}\n" for n in class_names[1:]))
+        archive.writestr(labels_file, labels_text(class_names))
     return data.getvalue()

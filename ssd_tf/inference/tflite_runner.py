@@ -14,7 +14,6 @@ Outputs, as the OD API's TFLite SSD models give them:
   ``num_detections``    float32 [1].
 """
 
-import os
 import pathlib
 import queue
 import threading
@@ -23,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssd_tf.core import anchors as anchors_lib
+from ssd_tf.data.pipeline import usable_cores
 from ssd_tf.data.resize import to_uint8_input
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
@@ -87,7 +87,7 @@ class TFLiteRunner:
             self._data = self.path.read_bytes()
         except OSError as err:
             raise ValueError(f"{self.path}: not a readable TFLite model: {str(err).strip().splitlines()[0]}") from None
-        cores = _usable_cores()
+        cores = usable_cores()
         self.pool_size = max(1, int(interpreters or cores))
         self.num_threads = num_threads
         self._idle = queue.LifoQueue()
@@ -134,13 +134,6 @@ class TFLiteRunner:
         finally:
             self._idle.put(runner)
         return from_output_layout({name: np.concatenate([o[name] for o in outputs]) for name in OUTPUTS})
-
-
-def _usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def from_output_layout(outputs):

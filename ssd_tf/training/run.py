@@ -169,7 +169,7 @@ def train(config, callbacks=(), model_fn=None):
         "wall_s": round(time.time() - start, 1), "skipped": report,
     }
     if chief:
-        _write_results(config, run, model, detector, train_set, val_set, history, summary)
+        _write_results(config, run, model, detector, train_set, val_set, history, summary, settings.validate)
     return {"run_dir": run, "model": model, "history": history, "summary": summary}
 
 
@@ -254,10 +254,10 @@ def _loop_settings(config, model, strategy, usable, val_set, detector, steps_per
         loss_scaling=config.mixed_precision == "float16", verbose=2 if os.environ.get("CI") else 1)
 
 
-def _write_results(config, run, model, detector, train_set, val_set, history, summary):
+def _write_results(config, run, model, detector, train_set, val_set, history, summary, validate=None):
     """The chief's last files: the final validation and drawings, final.keras, skipped.txt, summary.json."""
     if val_set is not None and len(val_set):
-        summary.update(_final_validation(config, detector, val_set, history, run))
+        summary.update(_final_validation(config, detector, val_set, history, run, validate))
     model.save(run / "final.keras")
     report = summary["skipped"]
     (run / "skipped.txt").write_text(
@@ -265,13 +265,17 @@ def _write_results(config, run, model, detector, train_set, val_set, history, su
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def _final_validation(config, detector, val_set, history, run):
+def _final_validation(config, detector, val_set, history, run, validate=None):
     """The final model's (``detector``'s) validation report, its pictures in ``run/plots/`` (PR
     curves, confusion matrices, F1 against the score threshold, the run's curves from history.csv)
     and a few validation images with its detections drawn, in ``run/predictions/``. Returns the
     summary's fields: the mAP and AP50 are the last epoch's validation when it ran (the same model
-    and images), else this report's."""
-    report = evaluation.evaluate_model(detector, val_set, config.batch_size)
+    and images), else this report's. The report is ``validate``'s last when it scored these very
+    weights (after the last epoch), else made now."""
+    step = validation.training_step(detector.model)
+    reuse = (validate is not None and validate.last_report is not None and step is not None
+             and validate.last_report_step == step)
+    report = validate.last_report if reuse else evaluation.evaluate_model(detector, val_set, config.batch_size)
     stats = report["stats"]
     if config.eval_every > 0 and history.get("val_AP50"):  # a run that validates does so after its last epoch
         stats = {"AP": history["val_mAP"][-1], "AP50": history["val_AP50"][-1]}

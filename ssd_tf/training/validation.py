@@ -40,6 +40,7 @@ class Validation:
         self._detector = detector
         self.last_report = None  # the chief's last COCO report (``evaluate_detections``'), with its count
         self.reports = 0
+        self.last_report_step = None  # the training step the last report's weights had
 
     def _bind(self, model):
         if self._model is not model:  # traced once per model, not once per validation
@@ -83,6 +84,7 @@ class Validation:
                 report = evaluation.evaluate_detections(self.detection_set, results)
                 stats = np.array([report["stats"]["AP"], report["stats"]["AP50"]])
                 self.last_report, self.reports = report, self.reports + 1
+                self.last_report_step = training_step(model)
             if self.share[1] > 1:
                 stats = distribute.all_sum(self.strategy, stats)
             logs.update(val_mAP=float(stats[0]), val_AP50=float(stats[1]))
@@ -95,3 +97,9 @@ def is_validation_epoch(epoch, every, epochs=None):
     if every <= 0:
         return False
     return (epoch + 1) % every == 0 or (epochs is not None and epoch + 1 == epochs)
+
+
+def training_step(model):
+    """The optimizer's step count of a compiled model (None without one): equal counts, equal weights."""
+    optimizer = getattr(model, "optimizer", None)
+    return int(optimizer.iterations.numpy()) if optimizer is not None else None
