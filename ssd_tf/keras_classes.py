@@ -37,18 +37,30 @@ def _register_quietly():
 
 class _AfterKeras(importlib.abc.MetaPathFinder):
     """Finds nothing itself: when ``keras`` is about to load, it wraps that module's loading so
-    that ``register`` runs right after, then leaves ``sys.meta_path``."""
+    that ``register`` runs right after, then leaves ``sys.meta_path``.
+
+    It stays on ``sys.meta_path`` until Keras actually executes: TensorFlow probes for Keras with
+    ``importlib.util.find_spec("keras")`` and imports it later through a new spec, so every spec
+    handed out is wrapped, and the first one to execute registers.
+    """
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "keras":
             return None
-        _remove()
-        spec = importlib.util.find_spec("keras")  # the real finders, this one removed
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        for finder in sys.meta_path:  # the real finders, this one skipped
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module  # this loader serves this one module: wrap it alone
 
         def exec_then_register(module):
+            _remove()
             exec_module(module)
             _register_quietly()
 
