@@ -1,12 +1,14 @@
-"""Convert a data set to sharded TFRecords (TF Object Detection API feature keys).
+"""Convert a data set (VOC, COCO, YOLO, the built-in set) to sharded TFRecords (TF Object Detection
+API feature keys, the default), to COCO layout or to Ultralytics YOLO layout, in a new folder.
 
     python scripts/convert.py --dataset coco --data-dir COCO --output records/coco        # train2017, val2017
     python scripts/convert.py --dataset voc --data-dir VOCdevkit/VOC2012 --output records/voc
-    python scripts/convert.py --dataset voc --data-dir ../shared/data/raccoon/VOC2007 --classes raccoon \\
-        --output records/raccoon
+    python scripts/convert.py --dataset voc --data-dir VOCdevkit/VOC2007 --classes raccoon --to yolo \\
+        --output raccoon-yolo
+    python scripts/convert.py --dataset yolo --data-dir raccoon-yolo --to coco --images symlink --output raccoon-coco
 
 Then: python scripts/train.py --dataset tfrecord --data-dir records/coco
-Every image is fully decoded once here; unreadable images and bad boxes are skipped and listed.
+TFRecords: every image is fully decoded once; unreadable images and bad boxes are skipped and listed.
 """
 
 import argparse
@@ -19,13 +21,21 @@ from ssd_tf.cli import errors as cli  # noqa: E402
 from ssd_tf.data.kinds import parse_classes  # noqa: E402
 from ssd_tf.data.kinds import CONVERTIBLE  # noqa: E402
 
+TARGETS = ("tfrecord", "coco", "yolo")  # ssd_tf.data.conversion.TARGETS, without loading it
+IMAGE_MODES = ("copy", "symlink")
+
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=CONVERTIBLE, required=True, help="the kind of data set to convert")
     p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: the folder with annotations/ and the image "
                                       "folders (not needed for synthetic)")
-    p.add_argument("--output", required=True, help="folder for the shards (e.g. records/coco)")
+    p.add_argument("--output", required=True, help="a new folder for the converted set (e.g. records/coco)")
+    p.add_argument("--to", choices=TARGETS, default="tfrecord",
+                   help="tfrecord: shards and splits.json; coco: annotations/instances_<split>.json and <split>/; "
+                        "yolo: data.yaml, images/<split>/, labels/<split>/ (default tfrecord)")
+    p.add_argument("--images", choices=IMAGE_MODES, default="copy",
+                   help="coco, yolo: copy the image files, or symlink to them (default copy)")
     p.add_argument("--splits", help="comma-separated split names; the first is used for training, the second "
                                     "for validation (default: voc train,val; coco train2017,val2017)")
     p.add_argument("--classes", help="VOC class names, comma-separated (default: the 20 VOC classes)")
@@ -44,12 +54,18 @@ def main(argv=None):
     with cli.user_errors():
         metas = conversion.convert(args.dataset, args.data_dir, args.output,
                                    [s.strip() for s in args.splits.split(",")] if args.splits else None,
-                                   parse_classes(args.classes), args.images_per_shard)
+                                   parse_classes(args.classes), args.images_per_shard, to=args.to,
+                                   images=args.images)
     for split, meta in metas.items():
         skipped = sum(meta["skipped"].values())
-        print(f"{split}: {meta['images']} images, {meta['objects']} objects in {len(meta['shards'])} shards"
-              f" ({skipped} skipped; see {args.output}/{split}.json)")
-    print(json.dumps({s: {k: m[k] for k in ("images", "usable", "objects")} for s, m in metas.items()}))
+        where = f"in {len(meta['shards'])} shards" if "shards" in meta else f"as {args.to}"
+        listed = f"{args.output}/{split}.json" if "shards" in meta else f"{args.output}/{split}-skipped.txt"
+        print(f"{split}: {meta['images']} images, {meta['objects']} objects {where}"
+              f" ({skipped} skipped{'; see ' + listed if skipped or 'shards' in meta else ''})")
+        if meta.get("difficult_as_boxes"):
+            print(f"{split}: {meta['difficult_as_boxes']} difficult objects written as ordinary boxes "
+                  "(YOLO has no difficult flag)")
+    print(json.dumps({s: {k: m[k] for k in ("images", "usable", "objects") if k in m} for s, m in metas.items()}))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def _user_error(tmp_path):
         "convert": (["--dataset", "voc", "--data-dir", str(missing), "--output", str(tmp_path / "records")],
                     str(missing)),
         "import_nvidia": ([str(not_a_model), "--output", str(tmp_path / "imported")], "notes.txt"),
+        "inspect_data": (["--dataset", "yolo", "--data-dir", str(missing), "--output", str(tmp_path / "look")],
+                         str(missing)),
         "benchmarks": (["inference", "--images-dir", str(tmp_path / "empty")], "empty"),
     }
 

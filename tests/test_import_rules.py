@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ssd_tf"
 # from one after it, at any depth (imports inside functions count too).
 LAYERS = ("core", "modeling", "data", "inference", "evaluation", "training", "export", "cli")
 # Top-level modules every layer may use: they import nothing of ssd_tf's layers (standard library only).
-SHARED = ("ssd_tf.lazy", "ssd_tf.cpu_kernels", "ssd_tf.progress")
+SHARED = ("ssd_tf.lazy", "ssd_tf.cpu_kernels", "ssd_tf.progress", "ssd_tf.paths")
 
 
 def _imports(path):
@@ -54,7 +54,7 @@ def test_every_folder_is_a_layer_and_the_top_holds_few_modules():
     assert folders == sorted(LAYERS), folders
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
     # Everything else has its layer's room.
-    assert top == ["__init__", "cpu_kernels", "keras_classes", "lazy", "progress"], top
+    assert top == ["__init__", "cpu_kernels", "keras_classes", "lazy", "paths", "progress"], top
 
 
 def test_each_layer_imports_only_from_itself_and_the_layers_below():

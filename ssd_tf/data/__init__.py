@@ -1,4 +1,4 @@
-"""Data: readers (VOC, COCO, TFRecords, built-in synthetic), the tf.data pipelines, image files and
+"""Data: readers (VOC, COCO, YOLO, TFRecords, built-in synthetic), the tf.data pipelines, image files and
 int8 calibration images.
 
 Names are imported on first use (as in ``ssd_tf``): the data set kinds and ``--classes`` parsing
@@ -16,6 +16,7 @@ _EXPORTS = {
     "make_synthetic": "synthetic",
     "TFRecordSet": "tfrecord", "read_tfrecords": "tfrecord",
     "VOC_CLASSES": "voc", "read_voc": "voc",
+    "read_yolo": "yolo",
     "IMAGE_SUFFIXES": "images", "list_images": "images", "load_image": "images",
     "calibration_images": "calibration",
     "resize_image": "resize", "to_uint8_input": "resize",

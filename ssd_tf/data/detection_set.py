@@ -194,10 +194,11 @@ def clean_boxes_pixels(boxes_pixels, height, width, where, report):
     return normalised, keep
 
 
-def assemble(entries, report, class_names, category_ids, name, annotation_file=None):
+def assemble(entries, report, class_names, category_ids, name, annotation_file=None, normalised=False):
     """Turn parsed annotations into a DetectionSet: every image's header checked, boxes cleaned.
 
     ``entries``: (image path, image id, boxes_pixels [n, 4], labels [n], difficult [n]) per image.
+    With ``normalised``, the boxes are normalised xyxy instead of pixels (YOLO labels).
     Unreadable images and invalid boxes are skipped into ``report``.
     """
     entries = list(entries)
@@ -206,6 +207,8 @@ def assemble(entries, report, class_names, category_ids, name, annotation_file=N
         if isinstance(size, ValueError):
             report.skip("unreadable images", str(size))
             continue
+        if normalised:
+            boxes = np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([size[1], size[0]] * 2, np.float64)
         norm, keep = clean_boxes_pixels(boxes, size[0], size[1], path, report)
         out["sources"].append(path)
         out["boxes"].append(norm[keep])

@@ -3,11 +3,12 @@ definition of each, for training, evaluation, conversion and the command lines."
 
 import pathlib
 
-KINDS = ("synthetic", "voc", "coco", "tfrecord")  # what read_dataset reads
-CONVERTIBLE = ("voc", "coco", "synthetic")  # what scripts/convert.py writes to TFRecords
+KINDS = ("synthetic", "voc", "coco", "yolo", "tfrecord")  # what read_dataset reads
+CONVERTIBLE = ("voc", "coco", "yolo", "synthetic")  # what scripts/convert.py converts
+
 # (train, val) split of each kind; for tfrecord they are roles, looked up in the folder's splits.json.
 DEFAULT_SPLITS = {"synthetic": ("train", "val"), "voc": ("train", "val"), "coco": ("train2017", "val2017"),
-                  "tfrecord": ("train", "val")}
+                  "yolo": ("train", "val"), "tfrecord": ("train", "val")}
 
 
 def default_split(kind, role):
@@ -30,7 +31,8 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
 
     kind "voc": ``data_dir`` is a VOC20xx folder, ``split`` an ImageSets/Main name, ``classes`` the
     class names (default the 20 VOC classes). kind "coco": ``data_dir`` holds
-    ``annotations/instances_<split>.json`` and the images in ``<split>/``. kind "synthetic": the
+    ``annotations/instances_<split>.json`` and the images in ``<split>/``. kind "yolo": ``data_dir``
+    is the folder holding ``data.yaml`` (or the yaml), ``split`` a key of it. kind "synthetic": the
     built-in set's ``split`` ("train", the default, or "val") of a run with ``synthetic_images``
     training images and ``seed`` (``synthetic.builtin_split``). kind "tfrecord": ``data_dir`` is a
     folder written by ``scripts/convert.py``, ``split`` a split name or role ("train", "val").
@@ -40,6 +42,7 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
     from ssd_tf.data.synthetic import builtin_split
     from ssd_tf.data.tfrecord import read_tfrecords
     from ssd_tf.data.voc import VOC_CLASSES, read_voc
+    from ssd_tf.data.yolo import read_yolo
 
     if kind == "synthetic":
         return builtin_split(split or "train", synthetic_images, seed)
@@ -47,6 +50,8 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
         raise ValueError(f"data set {kind!r} needs a data folder (data_dir=)")
     if kind == "voc":
         return read_voc(data_dir, split, class_names=tuple(classes) if classes else VOC_CLASSES)
+    if kind == "yolo":
+        return read_yolo(data_dir, split or "train", classes)
     if kind == "tfrecord":
         return read_tfrecords(data_dir, split or "train")
     if kind == "coco":

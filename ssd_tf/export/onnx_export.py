@@ -24,7 +24,8 @@ import tensorflow as tf
 from ssd_tf import __version__
 from ssd_tf.core import anchors as anchors_lib
 from ssd_tf.core.postprocess import decode_detections
-from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing, write_model_file
+from ssd_tf.export.prepare import float32_model, model_classes, write_model_file
+from ssd_tf.paths import refuse_existing
 from ssd_tf.inference import loading
 from ssd_tf.inference.tflite_runner import LABELS_FILE, OUTPUTS
 

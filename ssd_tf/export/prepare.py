@@ -1,17 +1,9 @@
-"""What every export does first: refuse to overwrite, name the classes, and take a float32 model."""
+"""What every export does first: name the classes and take a float32 model (refusing to overwrite: ssd_tf.paths)."""
 
-import pathlib
 
 from ssd_tf.core.classes import CLASSES_FILE, generic_names, write_classes
 from ssd_tf.modeling.backbone import layout_of
 from ssd_tf.modeling.ssd300 import build_ssd300
-
-
-def refuse_existing(path, hint):
-    """FileExistsError naming ``path`` (and ``hint``: what to do) when it exists and is not an empty folder."""
-    path = pathlib.Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FileExistsError(f"{path} already exists; not overwriting it ({hint})")
 
 
 def labels_text(class_names):

@@ -24,7 +24,8 @@ import tempfile
 import tensorflow as tf
 
 from ssd_tf.core.classes import CLASSES_FILE, write_classes
-from ssd_tf.export.prepare import model_classes, refuse_existing
+from ssd_tf.export.prepare import model_classes
+from ssd_tf.paths import refuse_existing
 from ssd_tf.export.serving_warmup import write_warmup
 from ssd_tf.inference.serving import ServingModule
 

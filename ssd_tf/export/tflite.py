@@ -18,7 +18,8 @@ from ssd_tf.core import boxes as box_ops
 from ssd_tf.core import encoding
 from ssd_tf.data.calibration import calibration_images
 from ssd_tf.export import tflite_metadata
-from ssd_tf.export.prepare import float32_model, model_classes, refuse_existing, write_model_file
+from ssd_tf.export.prepare import float32_model, model_classes, write_model_file
+from ssd_tf.paths import refuse_existing
 from ssd_tf.inference import loading
 from ssd_tf.inference.tflite_runner import LABELS_FILE, POSTPROCESS_OP, operators
 

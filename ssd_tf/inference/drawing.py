@@ -29,7 +29,7 @@ def draw_detections(image, boxes_pixels, classes, scores, class_names=None, min_
 
     Args:
       boxes_pixels: [K, 4] xmin, ymin, xmax, ymax in this image's pixels.
-      classes: [K] int class ids (1..C-1); scores: [K] float.
+      classes: [K] int class ids (1..C-1); scores: [K] float, or None for ground truth (names only).
       class_names: names indexed by class id, or None to print ids.
     Lowest scores are drawn first so the best boxes sit on top.
     """
@@ -39,7 +39,9 @@ def draw_detections(image, boxes_pixels, classes, scores, class_names=None, min_
     width, height = image.size
     line = max(2, round(min(width, height) / 200))
     font = _font(max(13, round(min(width, height) / 28)))
-    for i in np.argsort(np.asarray(scores)):
+    truth = scores is None
+    scores = np.ones(len(classes)) if truth else np.asarray(scores)
+    for i in np.argsort(scores, kind="stable"):
         score = float(scores[i])
         if score < min_score:
             continue
@@ -48,7 +50,7 @@ def draw_detections(image, boxes_pixels, classes, scores, class_names=None, min_
         x0, y0, x1, y1 = (float(v) for v in boxes_pixels[i])
         draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
         name = class_names[cls] if class_names is not None and cls < len(class_names) else str(cls)
-        text = f"{name} {score:.2f}"
+        text = name if truth else f"{name} {score:.2f}"
         tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), text, font=font)
         tw, th = tx1 - tx0 + 6, ty1 - ty0 + 4
         # Label above the box, or inside its top edge when the box touches the image top.
