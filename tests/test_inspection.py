@@ -79,7 +79,7 @@ def test_inspect_data_script_on_raccoon(tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["classes"]["raccoon"]["boxes"] == 217 and stats["warnings"] == []
     for name in ("class_counts", "box_sizes", "aspect_ratios", "coverage", "samples"):
-        assert (out / f"{name}.png").stat().st_size > 10_000, name
+        assert (out / f"{name}.png").stat().st_size > 5_000, name
     again = subprocess.run([sys.executable, "scripts/inspect_data.py", "--dataset", "voc", "--data-dir", str(root),
                             "--classes", "raccoon", "--output", str(out)], cwd=ROOT, env=ENV, capture_output=True,
                            text=True, timeout=300)
