@@ -6,12 +6,11 @@ images/s; `inference`: every model form beside the reference's.
     python -m benchmarks startup [--images 2000]
     python -m benchmarks train [--batch-size 8] [--precision float32|float16|bfloat16]
     python -m benchmarks scoring [--images 5000]   # pycocotools beside faster-coco-eval
-    python -m benchmarks inference [--images-dir VOC2012/JPEGImages]
+    python -m benchmarks inference [--data-dir VOC2012/JPEGImages]
                                    [--model RUN] [--saved-model DIR] [--tflite FILE] [--tflite-int8 FILE]
                                    [--onnx FILE]
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -19,6 +18,8 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ssd_tf.cli import arguments  # noqa: E402
+from ssd_tf.cli.arguments import positive_int as count  # noqa: E402
 from ssd_tf.cli import errors as cli  # noqa: E402
 
 
@@ -34,37 +35,37 @@ def reference_side():
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arguments.parser(__doc__)
     sub = parser.add_subparsers(dest="what", required=True, help="what to measure")
     d = sub.add_parser("data", help="images/s of the full training pipeline, ours and the reference's")
     d.add_argument("--data-dir", required=True, help="a VOC20xx folder")
     d.add_argument("--split", default="trainval", help="ImageSets/Main split to read (default trainval)")
-    d.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
-    d.add_argument("--passes", type=int, default=7, help="alternating timed passes; medians are reported")
+    d.add_argument("--batch-size", type=count, default=8, help="images per batch (default 8)")
+    d.add_argument("--passes", type=count, default=7, help="alternating timed passes; medians are reported")
     d.add_argument("--no-reference", action="store_true", help="skip the reference's pipeline (needs torch)")
     s = sub.add_parser("startup", help="seconds per 1,000 images to read a COCO-style set")
-    s.add_argument("--images", type=int, default=2000, help="JPEGs in the generated set (default 2000)")
+    s.add_argument("--images", type=count, default=2000, help="JPEGs in the generated set (default 2000)")
     s.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "ssd_tf_startup"),
                    help="where the generated set is written (kept for later runs)")
     t = sub.add_parser("train", help="training images/s on random inputs")
-    t.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
-    t.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
-    t.add_argument("--cpu-threads", type=int, help="threads for TF and torch alike (default: usable cores)")
+    t.add_argument("--batch-size", type=count, default=8, help="images per step (default 8)")
+    t.add_argument("--steps", type=count, default=5, help="timed steps; the median is reported")
+    t.add_argument("--cpu-threads", type=count, help="threads for TF and torch alike (default: usable cores)")
     t.add_argument("--no-reference", action="store_true", help="skip the reference's PyTorch step (needs torch)")
     t.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="compute precision (float32 default; bfloat16 needs AMX or AVX512-BF16 to be fast)")
     c = sub.add_parser("scoring", help="COCO scoring: pycocotools beside faster-coco-eval on the same results")
-    c.add_argument("--images", type=int, default=5000, help="images in the generated COCO-sized case (default 5000)")
-    c.add_argument("--detections", type=int, default=100, help="detections an image (default 100)")
-    c.add_argument("--repeats", type=int, default=3, help="alternating runs of each scorer; medians are reported")
+    c.add_argument("--images", type=count, default=5000, help="images in the generated COCO-sized case (default 5000)")
+    c.add_argument("--detections", type=count, default=100, help="detections an image (default 100)")
+    c.add_argument("--repeats", type=count, default=3, help="alternating runs of each scorer; medians are reported")
     c.add_argument("--coco-case", help="a folder with a COCO instances file and bbox_results.json to score too")
     i = sub.add_parser("inference", help="images/s of Keras, SavedModel, TFLite and the reference's PyTorch inference")
-    i.add_argument("--images-dir", help="a folder of images (default: built-in set images, 320x240)")
-    i.add_argument("--images", type=int, default=16, help="how many images (default 16)")
-    i.add_argument("--passes", type=int, default=3, help="alternating timed passes; medians are reported")
-    i.add_argument("--cpu-threads", type=int,
+    i.add_argument("--data-dir", help="a folder of images (default: built-in set images, 320x240)")
+    i.add_argument("--images", type=count, default=16, help="how many images (default 16)")
+    i.add_argument("--passes", type=count, default=3, help="alternating timed passes; medians are reported")
+    i.add_argument("--cpu-threads", type=count,
                    help="threads for TF, TFLite, ONNX Runtime, OpenVINO and torch alike (default: usable cores)")
-    i.add_argument("--threads", type=int, metavar="K",
+    i.add_argument("--threads", type=count, metavar="K",
                    help="also share one Detector of each form among K calling threads, as a server does: "
                         "images/s, p50 and p99 latency, errors and wrong answers (default: not measured)")
     i.add_argument("--formats", default="keras,saved_model,tflite_float32,tflite_int8,onnx_runtime,openvino,reference",
@@ -141,23 +142,23 @@ def _inference(args):
     from benchmarks import measure
     from ssd_tf import data
 
-    if args.images_dir:
+    if args.data_dir:
         from ssd_tf.data.images import list_images
         with cli.user_errors():
-            if not list_images(args.images_dir):
-                cli.fail(f"{args.images_dir}: no images in this folder")
+            if not list_images(args.data_dir):
+                cli.fail(f"{args.data_dir}: no images in this folder")
     threads = args.cpu_threads or data.pipeline.usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    if args.images_dir:
+    if args.data_dir:
         from ssd_tf.data.images import list_images, load_image
-        images = [load_image(p) for p in list_images(args.images_dir)[:args.images]]
+        images = [load_image(p) for p in list_images(args.data_dir)[:args.images]]
     else:
         from ssd_tf.data.synthetic import make_synthetic
         detection_set = make_synthetic(args.images, seed=0)
         images = [image[0].numpy() for image, _ in data.eval_dataset(detection_set, 1, resize=False)]
     if not images:
-        cli.fail(f"{args.images_dir}: no images in this folder")
+        cli.fail(f"{args.data_dir}: no images in this folder")
     formats = [f.strip() for f in args.formats.split(",")]
     from ssd_tf.inference import loading
     model = None

@@ -11,49 +11,50 @@ Then: python scripts/train.py --dataset tfrecord --data-dir records/coco
 TFRecords: every image is fully decoded once; unreadable images and bad boxes are skipped and listed.
 """
 
-import argparse
 import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ssd_tf.cli import arguments as a  # noqa: E402
 from ssd_tf.cli import errors as cli  # noqa: E402
 from ssd_tf.data.kinds import parse_classes  # noqa: E402
-from ssd_tf.data.kinds import CONVERTIBLE  # noqa: E402
 
 TARGETS = ("tfrecord", "coco", "yolo")  # ssd_tf.data.conversion.TARGETS, without loading it
 IMAGE_MODES = ("copy", "symlink")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=CONVERTIBLE, required=True, help="the kind of data set to convert")
-    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: the folder with annotations/ and the image "
-                                      "folders (not needed for synthetic)")
+    p = a.parser(__doc__)
+    a.add_data(p, splits="splits", what="data set to convert")
     p.add_argument("--output", required=True, help="a new folder for the converted set (e.g. records/coco)")
     p.add_argument("--to", choices=TARGETS, default="tfrecord",
                    help="tfrecord: shards and splits.json; coco: annotations/instances_<split>.json and <split>/; "
-                        "yolo: data.yaml, images/<split>/, labels/<split>/ (default tfrecord)")
+                        "yolo: data.yaml, images/<split>/, labels/<split>/")
     p.add_argument("--images", choices=IMAGE_MODES, default="copy",
-                   help="coco, yolo: copy the image files, or symlink to them (default copy)")
-    p.add_argument("--splits", help="comma-separated split names; the first is used for training, the second "
-                                    "for validation (default: voc train,val; coco train2017,val2017)")
-    p.add_argument("--classes", help="VOC class names, comma-separated (default: the 20 VOC classes)")
-    p.add_argument("--images-per-shard", type=int, default=1024, help="images per shard file (default 1024)")
-    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
-                                                         "per 10 %%)")
+                   help="coco, yolo: copy the image files, or symlink to them")
+    p.add_argument("--images-per-shard", type=a.positive_int, default=1024, help="tfrecord: images per shard file")
+    a.add_quiet(p)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.dataset == "tfrecord":
+        cli.fail("--dataset tfrecord: convert.py reads voc, coco, yolo or synthetic sets (it writes TFRecords)")
+    from ssd_tf.cli import checks
+
+    with cli.user_errors():  # before TensorFlow loads and before anything is written
+        checks.check_layout(args.dataset, args.data_dir, args.splits)
+        checks.refuse_existing(args.output, "choose a new output folder")
     if args.quiet:
         from ssd_tf.progress import set_quiet
         set_quiet()
-    from ssd_tf.data import conversion  # after parsing: --help answers without TensorFlow
+    from ssd_tf.cli.native_logs import load_tensorflow
+    load_tensorflow()
+    from ssd_tf.data import conversion
     with cli.user_errors():
-        metas = conversion.convert(args.dataset, args.data_dir, args.output,
-                                   [s.strip() for s in args.splits.split(",")] if args.splits else None,
+        metas = conversion.convert(args.dataset, args.data_dir, args.output, args.splits,
                                    parse_classes(args.classes), args.images_per_shard, to=args.to,
                                    images=args.images)
     for split, meta in metas.items():

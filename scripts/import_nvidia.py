@@ -7,32 +7,39 @@ their category ids); evaluate.py, predict.py, export.py and train.py --init-from
 Needs torch to read the file: pip install "ssd-tf[torch]".
 """
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ssd_tf.cli import arguments as a  # noqa: E402
+from ssd_tf.cli import errors as cli  # noqa: E402
+
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = a.parser(__doc__)
     p.add_argument("checkpoint", help="NVIDIA's training checkpoint (.pt), or a bare state dict of the same network")
-    p.add_argument("--output", required=True, help="model folder to write (must not hold a final.keras yet)")
-    p.add_argument("--num-classes", type=int, default=81,
-                   help="labels per box including background (default 81, NVIDIA's COCO model); another count "
-                        "imports with generic class names")
-    p.add_argument("--quiet", action="store_true", help="no progress display (on a terminal a bar, else a line "
-                                                         "per 10 %%)")
+    p.add_argument("--output", required=True, help="a new folder for final.keras and classes.json")
+    p.add_argument("--num-classes", type=a.class_count, default=81,
+                   help="labels per box including background (81: NVIDIA's COCO model); another count imports "
+                        "with generic class names")
+    a.add_quiet(p)
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ssd_tf.cli import checks
+
+    with cli.user_errors():  # before TensorFlow loads and before anything is written
+        checks.existing(args.checkpoint, "NVIDIA's checkpoint, a .pt file")
+        checks.refuse_existing(args.output, "choose a new output folder")
+        checks.torch_installed("reading a PyTorch checkpoint")
     if args.quiet:
         from ssd_tf.progress import set_quiet
         set_quiet()
-    from ssd_tf.cli import errors as cli  # after parsing: --help answers without TensorFlow
-    from ssd_tf.modeling import nvidia
-    from ssd_tf.modeling import torch_weights
+    from ssd_tf.cli.native_logs import load_tensorflow
+    load_tensorflow()
+    from ssd_tf.modeling import nvidia, torch_weights
 
     with cli.user_errors(torch_weights.WeightsError, ImportError):
         output, model = nvidia.import_nvidia(args.checkpoint, args.output, args.num_classes)

@@ -8,34 +8,38 @@ best IoU with the 8732 default boxes, as the loss matches them). Writes stats.js
     python scripts/inspect_data.py --dataset coco --data-dir COCO --splits val2017 --output look
 """
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ssd_tf.cli import arguments as a  # noqa: E402
 from ssd_tf.cli import errors as cli  # noqa: E402
-from ssd_tf.data.kinds import KINDS, parse_classes  # noqa: E402
+from ssd_tf.data.kinds import parse_classes  # noqa: E402
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=KINDS, required=True, help="the kind of data set to look at")
-    p.add_argument("--data-dir", help="VOC: the VOC20xx folder; COCO: the folder with annotations/ and the image "
-                                      "folders; YOLO: the folder holding data.yaml; tfrecord: a converted folder")
-    p.add_argument("--splits", help="comma-separated split names (default: the data set's train and val splits)")
-    p.add_argument("--classes", help="VOC class names, comma-separated (default: the 20 VOC classes)")
+    p = a.parser(__doc__)
+    a.add_data(p, splits="splits", what="data set to look at")
     p.add_argument("--output", required=True, help="a new folder for stats.json and the pictures")
-    p.add_argument("--sample-images", type=int, default=6, help="images drawn with their boxes (default 6)")
-    p.add_argument("--seed", type=int, default=0, help="picks the sample images (default 0)")
+    p.add_argument("--sample-images", type=a.non_negative_int, default=6, help="images drawn with their boxes")
+    p.add_argument("--seed", type=int, default=0, help="picks the sample images")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ssd_tf.data.kinds import DEFAULT_SPLITS, read_dataset  # after parsing: --help answers without TensorFlow
+    from ssd_tf.cli import checks
+    from ssd_tf.data.kinds import DEFAULT_SPLITS
+
+    splits = args.splits or list(DEFAULT_SPLITS[args.dataset])
+    with cli.user_errors():  # before TensorFlow loads and before anything is written
+        checks.check_layout(args.dataset, args.data_dir, splits)
+        checks.refuse_existing(args.output, "choose a new output folder")
+    from ssd_tf.cli.native_logs import load_tensorflow
+    load_tensorflow()
+    from ssd_tf.data.kinds import read_dataset
     from ssd_tf.evaluation import data_inspection
 
-    splits = [s.strip() for s in args.splits.split(",")] if args.splits else list(DEFAULT_SPLITS[args.dataset])
     with cli.user_errors():
         sets = [read_dataset(args.dataset, args.data_dir, split, parse_classes(args.classes)) for split in splits]
         report, paths = data_inspection.inspect_data(sets, splits, args.output, args.sample_images, args.seed)

@@ -47,7 +47,7 @@ def _user_error(tmp_path):
         "import_nvidia": ([str(not_a_model), "--output", str(tmp_path / "imported")], "notes.txt"),
         "inspect_data": (["--dataset", "yolo", "--data-dir", str(missing), "--output", str(tmp_path / "look")],
                          str(missing)),
-        "benchmarks": (["inference", "--images-dir", str(tmp_path / "empty")], "empty"),
+        "benchmarks": (["inference", "--data-dir", str(tmp_path / "empty")], "empty"),
     }
 
 
@@ -137,5 +137,5 @@ def test_a_script_shows_the_librarys_parameter_as_its_flag(tmp_path, capsys):
         export.main(["--model", str(tmp_path / "run"), "--format", "tflite", "--quantize", "int8",
                      "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and err[-1].startswith("error: --quantize int8 needs --calibration-data: "), err
+    assert exit_info.value.code == 2 and err[-1].startswith("error: --quantize int8 needs --data-dir: "), err
     assert not (tmp_path / "out").exists()

@@ -241,8 +241,8 @@ def test_train_and_evaluate_scripts_run_on_a_yolo_set(raccoon_twins, tmp_path):
     reports = {}
     for kind, folder, extra in (("yolo", yolo, []), ("voc", voc, ["--classes", "raccoon"])):
         script("scripts/evaluate.py", "--model", run, "--dataset", kind, "--data-dir", folder, "--split", "val",
-               "--output", tmp_path / f"{kind}.json", "--quiet", *extra)
-        reports[kind] = json.loads((tmp_path / f"{kind}.json").read_text())
+               "--output", tmp_path / kind, "--quiet", *extra)
+        reports[kind] = json.loads((tmp_path / kind / "report.json").read_text())
     assert reports["yolo"]["num_detections"] == reports["voc"]["num_detections"] > 0
     for name, value in reports["voc"]["stats"].items():
         assert reports["yolo"]["stats"][name] == pytest.approx(value, abs=1e-9), name

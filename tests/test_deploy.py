@@ -190,14 +190,14 @@ def test_export_never_overwrites(models, tmp_path):
     marker = models["saved_model"] / "marker"
     marker.write_text("the user's")
     with pytest.raises(FileExistsError, match="1 already exists; not overwriting"):
-        export_saved_model_from(models["run"], root, "shapes", version=1)
+        export_saved_model_from(models["run"], root / "shapes", version=1)
     assert marker.read_text() == "the user's"
     with pytest.raises(FileExistsError, match="model.tflite already exists"):
         export.export_tflite(models["run"], models["tflite"].parent)
     # The command line says so in one line, exit status 2 (argparse's for user errors is 2; SystemExit
     # with a message is 1): the message is what matters here.
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), "--model", str(models["run"]),
-                             "--output-root", str(root), "--name", "shapes", "--version", "1"],
+                             "--output", str(root / "shapes"), "--version", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "already exists" in result.stderr and "Traceback" not in result.stderr
@@ -269,9 +269,9 @@ def test_predict_and_evaluate_commands_take_a_tflite_file(models, tmp_path, caps
     import predict as predict_cli
 
     evaluate_cli.main(["--model", str(models["tflite"]), "--dataset", "synthetic", "--synthetic-images", "16",
-                       "--output", str(tmp_path / "report.json")])
+                       "--output", str(tmp_path / "evaluation")])
     assert "synthetic-val-0 (4 images" in capsys.readouterr().out
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     assert set(report["per_class_ap50"]) == set(SHAPE_CLASSES[1:]) and 0 <= report["stats"]["AP50"] <= 1
     images = sorted(shared_data("voc2012_sample", "VOC2012", "JPEGImages").glob("*.jpg"))[:2]
     folder = tmp_path / "images"
@@ -279,7 +279,7 @@ def test_predict_and_evaluate_commands_take_a_tflite_file(models, tmp_path, caps
     for image in images:
         (folder / image.name).write_bytes(image.read_bytes())
     predict_cli.main(["--model", str(models["tflite"]), str(folder), "--output", str(tmp_path / "out"),
-                      "--min-score", "0.1"])
+                      "--score-threshold", "0.1"])
     payload = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert [pathlib.Path(i["file"]).name for i in payload["images"]] == [i.name for i in images]
     assert all(d["class_name"] in SHAPE_CLASSES[1:] for i in payload["images"] for d in i["detections"])
@@ -306,8 +306,8 @@ def test_a_float16_trained_model_serves_in_float32_unless_asked(tmp_path):
         nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
         return {tf.dtypes.as_dtype(n.attr["T"].type).name for n in nodes if n.op == "Conv2D"}
 
-    default = Detector.load(export_saved_model_from(run, tmp_path / "saved_models", "f16"))
-    kept = Detector.load(export_saved_model_from(run, tmp_path / "saved_models", "f16", dtype="model"))
+    default = Detector.load(export_saved_model_from(run, tmp_path / "saved_models" / "f16"))
+    kept = Detector.load(export_saved_model_from(run, tmp_path / "saved_models" / "f16", precision="model"))
     assert conv_dtypes(default) == {"float32"}
     assert conv_dtypes(kept) == {"float16"}
     image = np.random.default_rng(0).integers(0, 255, (1, 200, 300, 3), np.uint8)

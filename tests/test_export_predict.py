@@ -54,7 +54,7 @@ def run_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(run_folder, tmp_path_factory):
     root = built_once(tmp_path_factory, "raccoon-saved-models",
-                      lambda root: export_saved_model_from(run_folder, root, "raccoon"))
+                      lambda root: export_saved_model_from(run_folder, root / "raccoon"))
     path = root / "raccoon" / "1"
     assert (path / "saved_model.pb").is_file()
     return path
@@ -152,7 +152,7 @@ def test_predict_cli_writes_drawn_images_and_pixel_json(run_folder, raccoon_imag
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "scripts/predict.py", "--model", str(run_folder), str(folder),
-                           "--output", str(out), "--min-score", "0.2"], cwd=ROOT, env=ENV,
+                           "--output", str(out), "--score-threshold", "0.2"], cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads((out / "detections.json").read_text())
@@ -212,9 +212,9 @@ def test_callback_evaluate_cli_and_saved_model_agree(run_folder, exported, capsy
     assert len(reports) == len(results) == 1
     keras_stats = reports[0]["stats"]
     capsys.readouterr()
-    report_path = exported.parent / "report-saved-model.json"
-    evaluate_cli.main(["--model", str(exported), "--dataset", "voc", "--split", "val", "--output", str(report_path),
-                       "--data-dir", str(voc)])
+    report_path = tmp_path / "saved-model-evaluation" / "report.json"
+    evaluate_cli.main(["--model", str(exported), "--dataset", "voc", "--split", "val", "--output",
+                       str(report_path.parent), "--data-dir", str(voc)])
     out = capsys.readouterr().out
     assert "raccoon" in out and f"{len(val)} images, 2000 detections" in out  # 100 in each image
     saved_model_stats = json.loads(report_path.read_text())["stats"]
@@ -290,7 +290,7 @@ def test_loaders_never_return_unloaded_weights(run_folder, tmp_path):
     # Export, prediction and evaluation refuse them too: they load through load_keras_model, which
     # refuses each kind above, so each is tried on one kind (each try builds an SSD300).
     with pytest.raises(ValueError, match="latest.weights.h5: weights do not fit"):
-        export_saved_model_from(backup_run, tmp_path / "saved_models", "bad")
+        export_saved_model_from(backup_run, tmp_path / "saved_models" / "bad")
     with pytest.raises(ValueError, match="ckpt-1: checkpoint does not fit"):
         Detector.load(foreign_run)
     with pytest.raises(ValueError, match="ckpt-1: checkpoint does not fit"):

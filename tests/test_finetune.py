@@ -75,7 +75,7 @@ def test_init_from_another_backbone_layout_is_refused(source, tmp_path):
     with pytest.raises(ValueError, match=r"backbone layout is 'torchvision', this run's is 'keras'.*"
                                          r"backbone_layout='torchvision'"):
         finetune.init_from(model, folder)
-    config = TrainConfig(dataset="synthetic", synthetic_images=4, init_from=str(folder), backbone_layout="keras",
-                         output=str(tmp_path / "run"))
+    config = TrainConfig(dataset="synthetic", synthetic_images=4, batch_size=2, init_from=str(folder),
+                         backbone_layout="keras", output=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="its backbone layout is 'torchvision', and backbone_layout='keras' asks"):
         training.train(config)

@@ -98,11 +98,11 @@ def test_imagenet_weights_offline_error_says_what_to_do(monkeypatch):
         raise Exception("URL fetch failure on https://...: [Errno -2] Name or service not known")
 
     monkeypatch.setattr(backbone.keras.applications, "ResNet50", no_network)
-    with pytest.raises(RuntimeError, match="no internet access.*backbone_weights"):
+    with pytest.raises(ValueError, match="offline, pass backbone_weights='none'.*backbone_weights="):
         ssd_tf.build_ssd300(backbone_weights="imagenet", backbone_layout="keras")
     # The default layout's "imagenet" is torchvision's file, fetched into Keras' cache.
     monkeypatch.setattr(backbone.keras.utils, "get_file", no_network)
-    with pytest.raises(RuntimeError, match=r"resnet50-0676ba61\.pth on a connected machine and put it in .*models/"):
+    with pytest.raises(ValueError, match=r"'none'.*resnet50-0676ba61\.pth \(downloaded elsewhere\) in .*models/"):
         ssd_tf.build_ssd300(backbone_weights="imagenet")
 
 

@@ -178,7 +178,7 @@ def test_import_refuses_to_overwrite_and_the_cli_says_so(checkpoint, imported, c
     with pytest.raises(SystemExit) as exit_info:
         import_nvidia.main([str(checkpoint), "--output", str(output)])
     assert exit_info.value.code == 2
-    assert "final.keras exists" in capsys.readouterr().err
+    assert "already exists; not overwriting it" in capsys.readouterr().err
     assert (output / "final.keras").stat().st_mtime_ns == before
 
 
@@ -189,8 +189,11 @@ def test_reading_never_runs_code_from_the_file(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"model": {"x": torch.zeros(1)}, "evil": Payload()}, path)
-    with pytest.raises(torch_weights.WeightsError, match="evil.pt: not a readable PyTorch weights file"):
+    with pytest.raises(torch_weights.WeightsError, match="evil.pt: not a readable PyTorch weights file") as info:
         torch_weights.read_state_dict(path)
+    # Never relay torch's advice to retry with weights_only=False: that is the unsafe path.
+    message = str(info.value)
+    assert "weights_only" not in message and "safe_globals" not in message and "GLOBAL print" in message, message
 
 
 def test_torchvision_file_hash_is_checked(tmp_path):
@@ -217,7 +220,7 @@ def test_the_imported_models_saved_model_returns_the_keras_models_detections(imp
     from ssd_tf.data.resize import resize_image
 
     folder, _ = imported
-    path = export_saved_model_from(folder, tmp_path / "saved_models", "nvidia-coco")
+    path = export_saved_model_from(folder, tmp_path / "saved_models" / "nvidia-coco")
     assert json.loads((path / "assets.extra" / "classes.json").read_text())["class_names"][1] == "person"
     files = [shared_data("raccoon", "VOC2007", "JPEGImages", name) for name in ("raccoon-1.jpg", "raccoon-20.jpg")]
     served = tf.saved_model.load(str(path)).signatures["serving_default"](
@@ -266,9 +269,10 @@ def test_evaluate_cli_scores_the_imported_folder_on_a_coco_layout(imported, tmp_
     (tmp_path / "annotations" / "instances_val2017.json").write_text(
         json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     evaluate_cli.main(["--model", str(folder), "--dataset", "coco", "--data-dir", str(tmp_path),
-                       "--output", str(tmp_path / "report.json")])
+                       "--output", str(tmp_path / "evaluation")])
     out = capsys.readouterr().out
     assert "3 images" in out
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
+    assert (tmp_path / "evaluation" / "confusion_matrix.png").is_file()
     assert len(report["per_class_ap50"]) == 80 and "dog" in report["per_class_ap50"]
     assert report["num_detections"] > 0

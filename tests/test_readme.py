@@ -43,7 +43,8 @@ def _parser(script):
 def test_the_readme_shows_the_main_commands():
     scripts = {command.split()[0] for _, command in COMMANDS}
     assert {"scripts/train.py", "scripts/evaluate.py", "scripts/predict.py", "scripts/export.py",
-            "scripts/convert.py", "scripts/import_nvidia.py", "scripts/inspect_data.py", "benchmarks/__main__.py"} <= scripts
+            "scripts/convert.py", "scripts/import_nvidia.py", "scripts/inspect_data.py",
+            "benchmarks/__main__.py"} <= scripts
     assert len(ROOT.joinpath("README.md").read_text()) < 12000
 
 

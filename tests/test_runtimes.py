@@ -200,7 +200,10 @@ def test_files_that_are_not_our_detectors_get_one_line_errors(tmp_path):
     broken.write_bytes(b"not a model")
     with pytest.raises(ValueError, match=r"broken\.onnx: not a readable ONNX model"):
         Detector.load(broken)
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(other), str(tmp_path),
+    photo = tmp_path / "in" / "photo.png"
+    photo.parent.mkdir()
+    Image.new("RGB", (32, 24)).save(photo)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--model", str(other), str(photo),
                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(f"error: {other}: not an ssd-tf")
 
@@ -236,6 +239,7 @@ def test_a_missing_onnxruntime_is_named(tmp_path, monkeypatch, capsys):
     import predict as predict_cli
 
     (tmp_path / "model.onnx").write_bytes(b"unused: the runtime is missing first")
+    Image.new("RGB", (32, 24)).save(tmp_path / "photo.png")
     with pytest.raises(SystemExit) as exit_info:
         predict_cli.main(["--model", str(tmp_path / "model.onnx"), str(tmp_path), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -39,7 +39,7 @@ def read_coco(annotations, image_dir):
             raise ValueError(f"{annotations}: missing or non-list field {key!r}")
     categories = sorted(data["categories"], key=lambda c: _field(c, "id", f"{annotations}: category"))
     cat_to_label = {c["id"]: i + 1 for i, c in enumerate(categories)}
-    report = SkipReport()
+    report = SkipReport(held=True)  # logged by assemble, once the whole set is read
 
     images = {}
     for i, img in enumerate(data["images"]):

@@ -20,16 +20,43 @@ TF_DECODABLE = {"JPEG", "PNG", "GIF", "BMP", "WEBP", "MPO"}
 
 
 class SkipReport:
-    """Counts and remembers what a reader skipped, so nothing is lost silently."""
+    """Counts and remembers what a reader skipped, so nothing is lost silently.
 
-    def __init__(self):
+    Every message is kept (for ``skipped.txt``); only the first ``LOGGED`` are logged, then one
+    line with the count, so a thousand bad files can't bury the cause. ``held``: log nothing until
+    ``release()`` (readers hold their messages until they have read everything, so that a set
+    they then refuse as a whole gives one error, not a flood before it).
+    """
+
+    LOGGED = 5
+
+    def __init__(self, held=False):
         self.counts = collections.Counter()
         self.messages = []
+        self.held = held
+        self._logged = 0
 
     def skip(self, reason, message):
         self.counts[reason] += 1
         self.messages.append(message)
-        log.warning("skipped: %s", message)
+        if not self.held:
+            self._log(message)
+
+    def _log(self, message):
+        if self._logged < self.LOGGED:
+            log.warning("skipped: %s", message)
+        elif self._logged == self.LOGGED:
+            log.warning("skipped more: only the first %d are shown here; each is counted and listed (a run's "
+                        "skipped.txt)", self.LOGGED)
+        self._logged += 1
+
+    def release(self):
+        """Log what was held (the first few), and log further skips as they come."""
+        if self.held:
+            self.held = False
+            for message in self.messages:
+                self._log(message)
+        return self
 
     @property
     def total(self):
@@ -216,5 +243,5 @@ def assemble(entries, report, class_names, category_ids, name, annotation_file=N
         out["difficult"].append(np.asarray(difficult, bool)[keep])
         out["image_ids"].append(int(image_id))
         out["sizes"].append(size)
-    return DetectionSet(**out, class_names=tuple(class_names), category_ids=tuple(category_ids), report=report,
-                        name=name, annotation_file=annotation_file)
+    return DetectionSet(**out, class_names=tuple(class_names), category_ids=tuple(category_ids),
+                        report=report.release(), name=name, annotation_file=annotation_file)

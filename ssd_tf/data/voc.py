@@ -1,5 +1,6 @@
 """Pascal VOC reader: VOCdevkit/VOC20xx + split name -> DetectionSet."""
 
+import collections
 import pathlib
 import xml.etree.ElementTree as ET
 
@@ -21,7 +22,7 @@ def _text(node, tag, where):
     return child.text.strip()
 
 
-def _parse_xml(path, class_index, report):
+def _parse_xml(path, class_index, report, unknown):
     """-> (filename, boxes_pixels [n, 4], labels [n], difficult [n]); objects of unknown class skipped."""
     try:
         root = ET.parse(path).getroot()
@@ -33,6 +34,7 @@ def _parse_xml(path, class_index, report):
         where = f"{path}: object {i}"
         name = _text(obj, "name", where)
         if name not in class_index:
+            unknown[name] += 1
             report.skip("objects of unknown class", f"{where}: class {name!r} not in the class list")
             continue
         bnd = obj.find("bndbox")
@@ -69,13 +71,14 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
         raise FileNotFoundError(f"{split_file}: split file not found (is {root} a VOC20xx folder?)")
     ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
     class_index = {name: i + 1 for i, name in enumerate(class_names)}
-    report = SkipReport()
+    report = SkipReport(held=True)  # logged by assemble, once the whole set is read
+    unknown = collections.Counter()  # class names of the objects skipped as unknown
 
     entries = []
     for image_id in ids:
         xml = root / "Annotations" / f"{image_id}.xml"
         try:
-            filename, boxes, labels, difficult = _parse_xml(xml, class_index, report)
+            filename, boxes, labels, difficult = _parse_xml(xml, class_index, report, unknown)
         except ValueError as err:
             report.skip("broken annotations", str(err))
             continue
@@ -85,11 +88,17 @@ def read_voc(root, split="trainval", class_names=VOC_CLASSES, keep_difficult=Tru
         # VOC ids are strings ("2008_000123"): number the images instead.
         entries.append((str(image), len(entries), boxes, labels, difficult))
 
+    if entries and report.counts["objects of unknown class"] and not any(len(e[3]) for e in entries):
+        found = [name for name, _ in unknown.most_common(10)]
+        raise ValueError(
+            f"{root}: no object has a class in the class list ({', '.join(class_names[:5])}"
+            f"{', ...' if len(class_names) > 5 else ''}); its objects' classes are {', '.join(found[:10])}: "
+            "pass them as classes= (comma-separated)"
+        )
+    if not entries and report.total and report.counts["broken annotations"] == report.total:
+        first = report.messages[0]
+        raise ValueError(f"{root}: none of the {report.total} annotation files of split {split!r} could be read "
+                         f"(first: {first})")
     dataset = assemble(entries, report, ("background",) + tuple(class_names), range(len(class_names) + 1),
                        str(root))
-    if entries and report.counts["objects of unknown class"] and not dataset.num_objects:
-        raise ValueError(
-            f"{root}: no object has a class in the class list {list(class_names)[:5]}...; "
-            "pass the data set's class names as classes= (e.g. raccoon)"
-        )
     return dataset if keep_difficult else dataset.without_difficult()

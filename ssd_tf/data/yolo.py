@@ -17,7 +17,6 @@ import pathlib
 
 import numpy as np
 
-from ssd_tf.data.detection_set import SkipReport, assemble
 from ssd_tf.data.images import IMAGE_SUFFIXES
 
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
@@ -162,6 +161,8 @@ def read_yolo(data_dir, split="train", class_names=None):
     Returns a DetectionSet; images are numbered in path order. Malformed lines, class ids out of
     range, coordinates outside [0, 1] and zero-area boxes are skipped with a warning and counted.
     """
+    from ssd_tf.data.detection_set import SkipReport, assemble  # TensorFlow: the yaml helpers above load none
+
     yaml_path = find_yaml(data_dir)
     root, names, config = read_yaml(yaml_path)
     if class_names and tuple(class_names) != names:
@@ -169,7 +170,7 @@ def read_yolo(data_dir, split="train", class_names=None):
     if not config.get(split):
         present = [k for k in ("train", "val", "test") if config.get(k)]
         raise ValueError(f"{yaml_path}: no {split}: entry (split={split!r}; it has {', '.join(present) or 'none'})")
-    report = SkipReport()
+    report = SkipReport(held=True)  # logged by assemble, once the whole set is read
     entries = []
     for path in split_images(root, config[split], f"{yaml_path}: {split}"):
         boxes, ids = parse_label_file(label_path(path), len(names), report)

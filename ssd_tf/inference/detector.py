@@ -15,6 +15,7 @@ import numpy as np
 
 from ssd_tf.core.classes import generic_names, read_classes
 from ssd_tf.inference import loading
+from ssd_tf.inference.model_files import check_model_path
 from ssd_tf.inference.serving import ServingModule
 
 KINDS = ("keras", "saved_model", "tflite", "onnx")
@@ -51,9 +52,11 @@ class Detector:
              num_threads=None, interpreters=None):
         """From a run folder, a ``.keras`` or ``.weights.h5`` file (classes.json beside it), a SavedModel
         folder (classes.json in ``assets.extra/``), or a ``.tflite`` or ``.onnx`` file (classes.json
-        beside it). ValueError naming the path when it is none of these. ``num_threads`` (``.tflite``,
-        ``.onnx``) and ``interpreters`` (``.tflite``) tune the runtime: see ``TFLiteRunner``."""
+        beside it). FileNotFoundError or ValueError naming the path and every form taken when it is
+        none of these. ``num_threads`` (``.tflite``, ``.onnx``) and ``interpreters`` (``.tflite``)
+        tune the runtime: see ``TFLiteRunner``."""
         path = pathlib.Path(path)
+        check_model_path(path)
         if path.suffix in (".tflite", ".onnx"):
             # The runtimes are imported only when used.
             if path.suffix == ".tflite":

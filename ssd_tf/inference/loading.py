@@ -15,6 +15,7 @@ import tensorflow as tf
 from ssd_tf.core.classes import CLASSES_FILE, read_classes, write_classes  # noqa: F401 (re-exported)
 from ssd_tf.modeling import BACKBONE_LAYOUTS, LEGACY_LAYOUT
 from ssd_tf.modeling.ssd300 import build_ssd300
+from ssd_tf.inference.model_files import KERAS_FORMS, check_model_path, describe_forms
 
 
 def classes_beside(path):
@@ -109,6 +110,7 @@ def load_keras_model(path, num_classes=None):
     model, another class count, a partial file): never returns random weights.
     """
     path = pathlib.Path(path)
+    check_model_path(path, KERAS_FORMS)
     if num_classes is None:
         names, _ = classes_beside(path)
         num_classes = len(names) if names else None
@@ -128,7 +130,7 @@ def load_keras_model(path, num_classes=None):
         return _load_weights_only(path, num_classes, lambda model: load_weights_file(model, path))
     if path.suffix == ".keras":
         return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
-    raise ValueError(f"{path}: not a run folder, .keras or .weights.h5 file")
+    raise ValueError(f"{path}: not {describe_forms(KERAS_FORMS)}")
 
 
 def load_model(path, num_classes=None):

@@ -27,10 +27,10 @@ def predict_files(detector, inputs, output_dir, min_score=0.3, progress=False):
 
     Detections with score >= ``min_score`` are drawn and listed. Unreadable files are skipped with
     a warning and listed under "skipped". ``progress``: show it on stderr. Returns the JSON payload.
+    ``output_dir`` is made when the first image has been read: when none can be, nothing is written.
     """
     output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    report = SkipReport()
+    report = SkipReport(held=True)  # shown once some image is read: when none is, the caller says so once
     images = []
     inputs = list(inputs)
     for path in track(inputs, len(inputs), "predicting") if progress else inputs:
@@ -46,6 +46,7 @@ def predict_files(detector, inputs, output_dir, min_score=0.3, progress=False):
                                           dets["scores"][keep], _names(detector, dets["class_ids"]))
         jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         out_path = output_dir / (path.stem + (".jpg" if jpeg else ".png"))
+        output_dir.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawn).save(out_path, **({"quality": 95} if jpeg else {}))
         images.append({
             "file": str(path), "drawn": str(out_path), "width": int(width), "height": int(height),
@@ -59,7 +60,9 @@ def predict_files(detector, inputs, output_dir, min_score=0.3, progress=False):
         })
     payload = {"model": str(detector.path), "min_score": min_score, "images": images,
                "skipped": report.messages, "box_format": "[xmin, ymin, xmax, ymax] in image pixels"}
-    (output_dir / "detections.json").write_text(json.dumps(payload, indent=2) + "\n")
+    if images:
+        report.release()
+        (output_dir / "detections.json").write_text(json.dumps(payload, indent=2) + "\n")
     return payload
 
 

@@ -167,12 +167,13 @@ def load_keras_resnet50_weights(model, weights):
         stock = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(300, 300, 3))
     except Exception as err:  # download failure or unreadable file: say which and what to do
         if weights == "imagenet":
-            raise RuntimeError(
-                "Could not get keras.applications' ResNet50 ImageNet weights: the download failed "
-                f"({type(err).__name__}: {err}). This machine may have no internet access. Download "
-                "'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5' on a connected machine and "
-                "either put it in ~/.keras/models/ or pass its path as backbone_weights."
-            ) from err
+            reason = " ".join(str(err).split())[:200]
+            raise ValueError(
+                f"could not get keras.applications' ResNet50 ImageNet weights ({type(err).__name__}: {reason}); "
+                "offline, pass backbone_weights='none' to start from random weights, or put "
+                "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (downloaded elsewhere) in ~/.keras/models/ "
+                "or pass its path as backbone_weights="
+            ) from None
         raise ValueError(f"Could not load ResNet50 weights from {weights!r}: {err}") from err
     copied = 0
     for layer in model.layers:

@@ -44,6 +44,22 @@ def _torch():
     return torch
 
 
+def _reason(err):
+    """torch.load's failure in a line, without its advice to retry with ``weights_only=False``:
+    that runs whatever code the file holds, which is what the safe loader is there to refuse."""
+    text = " ".join(str(err).split())
+    if "Weights only load failed" not in text:
+        return f"{type(err).__name__}: {text[:300] or type(err).__name__}"
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else \
+        text.split("trusted source.", 1)[-1]
+    for advice in (" Please use", " Check the documentation"):  # allow-listing or retrying: not for us to say
+        detail = detail.split(advice, 1)[0]
+    detail = detail.strip()[:200]
+    if detail.startswith("Unsupported operand"):
+        return f"not a pickle of tensors ({detail})"
+    return f"loading it would run code or build objects from it, which this project never does ({detail})"
+
+
 def read_state_dict(path):
     """A PyTorch weights file -> {name: float32 numpy array}, read without running code from it.
 
@@ -59,9 +75,7 @@ def read_state_dict(path):
         with torch.serialization.safe_globals([collections.Counter]):
             loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and torch errors alike: say which file and why
-        message = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({type(err).__name__}: {message})") \
-            from None
+        raise WeightsError(f"{path}: not a readable PyTorch weights file: {_reason(err)}") from None
     state = loaded
     if isinstance(loaded, dict):
         for key in ("model", "state_dict"):
@@ -168,12 +182,13 @@ def torchvision_resnet50_file():
         path = keras.utils.get_file(TORCHVISION_RESNET50_FILE, TORCHVISION_RESNET50_URL, cache_subdir="models")
     except Exception as err:
         cache = pathlib.Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
-        raise RuntimeError(
-            f"Could not download torchvision's ResNet50 ImageNet weights ({TORCHVISION_RESNET50_URL}): "
-            f"{type(err).__name__}: {err}. This machine may have no internet access. Download "
-            f"{TORCHVISION_RESNET50_FILE} on a connected machine and put it in {cache / 'models'}/, or pass its "
-            "path as backbone_weights=."
-        ) from err
+        reason = " ".join(str(err).split())[:200]
+        raise WeightsError(
+            f"could not download torchvision's ResNet50 ImageNet weights ({TORCHVISION_RESNET50_URL}: "
+            f"{type(err).__name__}: {reason}); offline, pass backbone_weights='none' to start from random weights, "
+            f"or put {TORCHVISION_RESNET50_FILE} (downloaded elsewhere) in {cache / 'models'}/ or pass its path as "
+            "backbone_weights="
+        ) from None
     check_hash_prefix(path)
     return path
 

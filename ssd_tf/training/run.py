@@ -74,7 +74,10 @@ def set_precision(mixed_precision):
 
 # ---------------------------------------------------------------- the run
 
-def prepare_run_dir(config, chief=True):
+def prepare_run_dir(config, chief=True, create=True):
+    """The run folder's path, checked: a new run needs a new or empty folder, a resumed one its
+    checkpoints. ``create``: make the folder now (``train`` makes it once the data have been read,
+    so that a failed start leaves nothing behind)."""
     run = pathlib.Path(config.output or f"runs/ssd300-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
     checkpoints = run / "checkpoints"
     if not chief:  # other workers only read the chief's folder
@@ -84,7 +87,11 @@ def prepare_run_dir(config, chief=True):
             raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/ folder)")
     elif checkpoints.exists() and any(checkpoints.iterdir()):
         raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or another output=")
-    run.mkdir(parents=True, exist_ok=True)
+    elif run.exists() and (not run.is_dir() or any(run.iterdir())):
+        raise FileExistsError(f"{run} already exists and is not a run folder; not writing into it (choose another "
+                              "output=)")
+    if create:
+        run.mkdir(parents=True, exist_ok=True)
     return run
 
 
@@ -127,21 +134,27 @@ def train(config, callbacks=(), model_fn=None):
     config = config.resolved()
     start = time.time()
     chief = distribute.is_chief()
-    run = prepare_run_dir(config, chief)
+    run = prepare_run_dir(config, chief, create=False)
     finished = _already_finished(config, run)
     if finished is not None:
         return finished
+    # The data first: a wrong folder, class name or batch size fails before the run folder exists.
+    train_set, val_set = load_datasets(config)
+    usable, steps_per_epoch, report = _training_images(config, train_set, val_set)
+    if config.backbone_weights == "imagenet" and config.backbone_layout in (None, "torchvision"):
+        from ssd_tf.modeling import torch_weights
+
+        torch_weights.torchvision_resnet50_file()  # the download (or the cache) too, before the run folder
+    if chief:
+        run.mkdir(parents=True, exist_ok=True)
     source = _fine_tuning_source(config, run)
     if chief:
         config.save(run / "config.json")
+        write_classes(run / CLASSES_FILE, train_set.class_names, train_set.category_ids)
     keras.utils.set_random_seed(config.seed)
     set_precision(config.mixed_precision)
     strategy, strategy_name = distribute.make_strategy(config.strategy)
 
-    train_set, val_set = load_datasets(config)
-    if chief:
-        write_classes(run / CLASSES_FILE, train_set.class_names, train_set.category_ids)
-    usable, steps_per_epoch, report = _training_images(config, train_set, val_set)
     with strategy.scope():
         model = _build_model(config, train_set.num_classes, model_fn, source, run if chief else None)
         # Compiled for what reads model.optimizer (TensorBoard's learning rate, user callbacks) and
@@ -212,8 +225,12 @@ def _training_images(config, train_set, val_set):
             log.warning(line)
     # Whole global batches only, on every path: each epoch reshuffles, so no image is always left out.
     steps_per_epoch = data_lib.num_batches(num_usable, config.batch_size, drop_remainder=True)
+    if steps_per_epoch < 1 and not num_usable:
+        first = f"; first: {train_set.report.messages[0]}" if train_set.report.messages else ""
+        raise ValueError(f"{train_set.name}: no usable training image ({train_set.report.summary()}{first})")
     if steps_per_epoch < 1:
-        raise ValueError(f"{train_set.name}: fewer usable training images than one batch of {config.batch_size}")
+        raise ValueError(f"{train_set.name}: {num_usable} usable training images, fewer than one batch of "
+                         f"{config.batch_size} (batch_size=)")
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     return usable, steps_per_epoch, report
