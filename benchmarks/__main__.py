@@ -82,8 +82,25 @@ def build_parser():
     return parser
 
 
+def check(args):
+    """Paths, before TensorFlow loads: a mistake is one line at once."""
+    from ssd_tf.cli import checks
+
+    with cli.user_errors():
+        if args.what == "data":
+            checks.check_layout("voc", args.data_dir, [args.split])
+        if args.what == "inference":
+            for path in filter(None, (args.data_dir, args.saved_model, args.tflite, args.tflite_int8, args.onnx)):
+                checks.existing(path, "given to measure")
+            if args.model:
+                checks.check_model_path(args.model, checks.KERAS_FORMS)
+        if args.what == "scoring" and args.coco_case:
+            checks.existing(args.coco_case, "a folder with a COCO instances file and bbox_results.json")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check(args)
     from benchmarks import measure  # after parsing: --help answers without TensorFlow
     from ssd_tf import data
     from ssd_tf.core.classes import CLASSES_FILE, write_classes

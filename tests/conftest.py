@@ -82,7 +82,7 @@ def models(tmp_path_factory):
         (root / "run").mkdir()
         model.save(root / "run" / "final.keras")
         write_classes(root / "run" / "classes.json", SHAPE_CLASSES)
-        export_saved_model_from(root / "run", root / "saved_models" / "shapes")
+        export_saved_model_from(root / "run", root / "saved_models" / "shapes", model_name="shapes")
         export.export_tflite(root / "run", root / "tflite-none")
         export.export_tflite(root / "run", root / "tflite-int8", "int8", calibration_data="synthetic",
                              calibration_count=8)

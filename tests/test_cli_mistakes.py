@@ -149,6 +149,8 @@ MISTAKES = {
     "benchmarks/__main__.py": [
         ("zero images", ["inference", "--images", "0"], "must be a positive integer"),
         ("unknown precision", ["train", "--precision", "float8"], "invalid choice: 'float8'"),
+        ("missing VOC folder", ["data", "--data-dir", "{p}/nowhere"], "nowhere does not exist"),
+        ("missing model", ["inference", "--onnx", "{p}/nowhere.onnx"], "nowhere.onnx does not exist"),
     ],
 }
 CASES = [(script, *case) for script, cases in MISTAKES.items() for case in cases]

@@ -54,7 +54,7 @@ def run_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(run_folder, tmp_path_factory):
     root = built_once(tmp_path_factory, "raccoon-saved-models",
-                      lambda root: export_saved_model_from(run_folder, root / "raccoon"))
+                      lambda root: export_saved_model_from(run_folder, root / "raccoon", model_name="raccoon"))
     path = root / "raccoon" / "1"
     assert (path / "saved_model.pb").is_file()
     return path

@@ -220,7 +220,7 @@ def test_the_imported_models_saved_model_returns_the_keras_models_detections(imp
     from ssd_tf.data.resize import resize_image
 
     folder, _ = imported
-    path = export_saved_model_from(folder, tmp_path / "saved_models" / "nvidia-coco")
+    path = export_saved_model_from(folder, tmp_path / "saved_models" / "nvidia-coco", model_name="nvidia-coco")
     assert json.loads((path / "assets.extra" / "classes.json").read_text())["class_names"][1] == "person"
     files = [shared_data("raccoon", "VOC2007", "JPEGImages", name) for name in ("raccoon-1.jpg", "raccoon-20.jpg")]
     served = tf.saved_model.load(str(path)).signatures["serving_default"](

@@ -176,8 +176,8 @@ def test_predict_and_evaluate_take_an_onnx_file(models, tmp_path, capsys):
     payload = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert payload["images"][0]["detections"] and capsys.readouterr().out
     evaluate_cli.main(["--model", str(models["onnx"]), "--dataset", "synthetic", "--synthetic-images", "16",
-                       "--output", str(tmp_path / "report.json")])
-    report = json.loads((tmp_path / "report.json").read_text())
+                       "--output", str(tmp_path / "evaluation")])
+    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     from ssd_tf.cli.evaluate import evaluate_model_from
 
     keras_report, _ = evaluate_model_from(models["run"], "synthetic", synthetic_images=16)

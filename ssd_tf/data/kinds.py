@@ -55,6 +55,9 @@ def read_dataset(kind, data_dir=None, split=None, classes=None, synthetic_images
     if kind == "tfrecord":
         return read_tfrecords(data_dir, split or "train")
     if kind == "coco":
+        from ssd_tf.data.layout_checks import check_layout
+
+        check_layout(kind, data_dir, [split])  # the layout named, not a bare "No such file"
         root = pathlib.Path(data_dir)
         return read_coco(root / "annotations" / f"instances_{split}.json", root / split)
     raise ValueError(f"unknown data set kind {kind!r} ({', '.join(KINDS)})")
