@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ssd_tf.cli import arguments as a  # noqa: E402
 from ssd_tf.cli import errors as cli  # noqa: E402
-from ssd_tf.data.kinds import parse_classes  # noqa: E402
+from ssd_tf.data.kinds import DEFAULT_SPLITS, parse_classes  # noqa: E402
 
 TARGETS = ("tfrecord", "coco", "yolo")  # ssd_tf.data.conversion.TARGETS, without loading it
 IMAGE_MODES = ("copy", "symlink")
@@ -45,7 +45,7 @@ def main(argv=None):
     from ssd_tf.cli import checks
 
     with cli.user_errors():  # before TensorFlow loads and before anything is written
-        checks.check_layout(args.dataset, args.data_dir, args.splits)
+        checks.check_layout(args.dataset, args.data_dir, args.splits or DEFAULT_SPLITS[args.dataset])
         checks.refuse_existing(args.output, "choose a new output folder")
     if args.quiet:
         from ssd_tf.progress import set_quiet

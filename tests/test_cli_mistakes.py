@@ -248,15 +248,17 @@ def test_one_vocabulary_across_the_scripts():
     assert not shared, shared
 
 
-def test_tensorflow_start_up_notices_are_held_back(tmp_path):
-    """A script's stderr carries no native start-up notice; SSD_TF_NATIVE_LOGS=1 shows them."""
-    code = ("from ssd_tf.cli.native_logs import load_tensorflow; tf = load_tensorflow(); "
+def test_tensorflow_start_up_notices_are_there_to_hold_back():
+    """The notices exist (so the scripts' quiet stderr, checked above, is the filter's doing), and
+    SSD_TF_NATIVE_LOGS=1 shows them."""
+    code = ("from ssd_tf.cli.native_logs import NOTICES, load_tensorflow; load_tensorflow(); "
             "import sys; print('loaded', file=sys.stderr)")
-    quiet = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300)
-    assert quiet.returncode == 0 and quiet.stderr.splitlines() == ["loaded"], quiet.stderr
     loud = subprocess.run([sys.executable, "-c", code], env=dict(ENV, SSD_TF_NATIVE_LOGS="1"), capture_output=True,
                           text=True, timeout=300)
-    assert loud.returncode == 0 and len(loud.stderr.splitlines()) > 1, loud.stderr
+    from ssd_tf.cli.native_logs import NOTICES
+
+    notices = [line for line in loud.stderr.splitlines() if NOTICES.search(line)]
+    assert loud.returncode == 0 and len(notices) >= 3, loud.stderr
 
 
 def test_skipped_items_show_the_first_few_and_a_count(tmp_path, caplog):

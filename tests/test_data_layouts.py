@@ -1,6 +1,7 @@
 """YOLO and COCO layouts, in and out: the YOLO reader, the converters, and other people's readers
 (pycocotools, Roboflow's supervision) loading what we write."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -246,8 +247,11 @@ def test_train_and_evaluate_scripts_run_on_a_yolo_set(raccoon_twins, tmp_path):
                      "--epochs", "1", "--batch-size", "2", "--precise-bn", "0", "--output", run)
     assert "validation: AP50" in trained.stdout
     assert json.loads((run / "config.json").read_text())["dataset"] == "yolo"
-    script("scripts/evaluate.py", "--model", run, "--dataset", "yolo", "--data-dir", small, "--split", "val",
-           "--output", tmp_path / "evaluation", "--quiet")
+    evaluate_cli = importlib.util.module_from_spec(  # in this process: TensorFlow is loaded here already
+        spec := importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py"))
+    spec.loader.exec_module(evaluate_cli)
+    evaluate_cli.main(["--model", str(run), "--dataset", "yolo", "--data-dir", str(small), "--split", "val",
+                       "--output", str(tmp_path / "evaluation"), "--quiet"])
     report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
     original = data.read_voc(voc, "val", class_names=RACCOON)
     picked = [i for i, p in enumerate(original.sources) if os.path.basename(p) in names["val"]]

@@ -8,8 +8,6 @@ image folder; YOLO's ``data.yaml`` with its names and split; converted TFRecords
 
 import pathlib
 
-from ssd_tf.data.kinds import DEFAULT_SPLITS, KINDS
-
 
 def _voc(root, split):
     missing = [name for name in ("Annotations", "JPEGImages") if not (root / name).is_dir()]
@@ -56,12 +54,12 @@ def _tfrecord(root, split):
 CHECKS = {"voc": _voc, "coco": _coco, "yolo": _yolo, "tfrecord": _tfrecord}
 
 
-def check_layout(kind, data_dir, splits=()):
+def check_layout(kind, data_dir, splits):
     """Raise FileNotFoundError or ValueError, naming the path and what is missing, unless
-    ``data_dir`` is a ``kind`` data set with ``splits`` (default: its train and val splits).
+    ``data_dir`` is a ``kind`` data set with ``splits`` (names; empty ones are skipped).
     The built-in set needs no folder; a folder given with it is an error, as it would be ignored."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown data set kind {kind!r} ({', '.join(KINDS)})")
+    if kind != "synthetic" and kind not in CHECKS:
+        raise ValueError(f"unknown data set kind {kind!r}")
     if kind == "synthetic":
         if data_dir:
             raise ValueError(f"data_dir={data_dir} is not read with the built-in set (dataset='synthetic', the "
@@ -74,6 +72,6 @@ def check_layout(kind, data_dir, splits=()):
         raise FileNotFoundError(f"{root} does not exist")
     if kind != "yolo" and not root.is_dir():
         raise ValueError(f"{root} is a file, not a folder")
-    for split in splits or DEFAULT_SPLITS[kind]:
+    for split in splits:
         if split:
             CHECKS[kind](root, split)
