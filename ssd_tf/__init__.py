@@ -25,7 +25,7 @@ from ssd_tf.lazy import exports
 prefer_onednn()
 register_when_keras_loads()
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS = {
     "build_ssd300": "ssd_tf.modeling.ssd300",
