@@ -64,15 +64,16 @@ def _coverage(table, mask):
             "median_side_px_below_0.5": _median(table["side_px"][mask][poor])}
 
 
-def inspect(detection_sets, splits, spec=anchors_lib.SSD300):
-    """The numbers of a data set's ``splits`` (names of ``detection_sets``, read with one class list).
+def inspect(detection_sets, splits, spec=anchors_lib.SSD300, table=None):
+    """The numbers of a data set's ``splits`` (names of ``detection_sets``, read with one class list);
+    ``table``: their ``box_table``, when the caller has it already (its best IoUs are the costly part).
 
     Returns a JSON-ready dict: ``splits`` (images, boxes, images without boxes, skipped counts),
     ``classes`` and ``size_bands`` (boxes, shares of boxes whose best IoU is below 0.5 and 0.3,
     medians), ``coverage`` over all boxes, ``warnings`` (plain sentences) and the geometry used.
     """
     class_names = detection_sets[0].class_names
-    table = box_table(detection_sets, spec)
+    table = box_table(detection_sets, spec) if table is None else table
     report = {
         "input_size": spec.image_size, "scales_px": list(spec.scales[:len(spec.feature_sizes)]),
         "aspect_ratios": sorted({1.0} | {float(a) for ars in spec.aspect_ratios for a in ars}

@@ -32,41 +32,38 @@ def class_counts(report, path):
     return _save(fig, path)
 
 
-def box_sizes(table, report, path):
-    """Histogram of box sides at the input size (log scale), the six feature maps' scales marked."""
+def _marked_log_histogram(values, bins, marks, mark_text, colour, path, xlabel, title):
+    """A histogram on a log x axis, with dashed red lines (labelled ``mark_text(mark)``) at ``marks``."""
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
-    sides = table["side_px"][table["side_px"] > 0]
-    if len(sides):
-        bins = np.geomspace(max(1.0, sides.min() * 0.9), max(sides.max() * 1.1, 2.0), 40)
-        ax.hist(sides, bins=bins, color="tab:blue", alpha=0.8)
+    if len(values):
+        ax.hist(values, bins=bins, color=colour, alpha=0.8)
     ax.set_xscale("log")
-    for scale in report["scales_px"]:
-        ax.axvline(scale, color="tab:red", lw=1, ls="--")
-        ax.text(scale, 1.0, f" {scale} px", transform=ax.get_xaxis_transform(), rotation=90, va="top", fontsize=8,
-                color="tab:red")
-    size = report["input_size"]
-    ax.set(xlabel=f"box side sqrt(w x h), pixels at {size}x{size}", ylabel="boxes",
-           title="Box sizes against the default-box scales of the six feature maps")
+    for mark in marks:
+        ax.axvline(mark, color="tab:red", lw=1, ls="--")
+        ax.text(mark, 1.0, f" {mark_text(mark)}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
+                fontsize=8, color="tab:red")
+    ax.set(xlabel=xlabel, ylabel="boxes", title=title)
     return _save(fig, path)
+
+
+def box_sizes(table, report, path):
+    """Histogram of box sides at the input size (log scale), the six feature maps' scales marked."""
+    sides = table["side_px"][table["side_px"] > 0]
+    bins = np.geomspace(max(1.0, sides.min() * 0.9), max(sides.max() * 1.1, 2.0), 40) if len(sides) else None
+    size = report["input_size"]
+    return _marked_log_histogram(sides, bins, report["scales_px"], lambda scale: f"{scale} px", "tab:blue", path,
+                                 f"box side sqrt(w x h), pixels at {size}x{size}",
+                                 "Box sizes against the default-box scales of the six feature maps")
 
 
 def aspect_ratios(table, report, path):
     """Histogram of box aspect ratios (w / h at the input, log scale), the default boxes' ratios marked."""
-    fig = _figure(8, 4.5)
-    ax = fig.add_subplot()
     aspect = table["aspect"][table["aspect"] > 0]
-    if len(aspect):
-        ax.hist(aspect, bins=np.geomspace(min(aspect.min(), 0.2) * 0.9, max(aspect.max(), 5) * 1.1, 40),
-                color="tab:green", alpha=0.8)
-    ax.set_xscale("log")
-    for ratio in report["aspect_ratios"]:
-        ax.axvline(ratio, color="tab:red", lw=1, ls="--")
-        ax.text(ratio, 1.0, f" {ratio:.2g}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
-                fontsize=8, color="tab:red")
-    ax.set(xlabel="aspect ratio w / h at the input", ylabel="boxes",
-           title="Box aspect ratios against the default boxes' ratios")
-    return _save(fig, path)
+    bins = np.geomspace(min(aspect.min(), 0.2) * 0.9, max(aspect.max(), 5) * 1.1, 40) if len(aspect) else None
+    return _marked_log_histogram(aspect, bins, report["aspect_ratios"], lambda ratio: f"{ratio:.2g}", "tab:green",
+                                 path, "aspect ratio w / h at the input",
+                                 "Box aspect ratios against the default boxes' ratios")
 
 
 def coverage(table, report, path):
@@ -123,8 +120,8 @@ def inspect_data(detection_sets, splits, output, sample_images=6, seed=0, spec=a
     into the new folder ``output``. Returns (report, [paths])."""
     output = pathlib.Path(output)
     refuse_existing(output, "choose a new output folder")
-    report = inspect(detection_sets, splits, spec)
     table = box_table(detection_sets, spec)
+    report = inspect(detection_sets, splits, spec, table)
     output.mkdir(parents=True, exist_ok=True)
     stats = output / "stats.json"
     stats.write_text(json.dumps(report, indent=1) + "\n")
