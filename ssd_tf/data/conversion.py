@@ -31,8 +31,8 @@ def convert(kind, data_dir, output, splits=None, classes=None, images_per_shard=
     if images not in writers.IMAGE_MODES:
         raise ValueError(f"images={images!r}: one of {', '.join(writers.IMAGE_MODES)}")
     splits = list(splits or DEFAULT_SPLITS[kind])
-    if to == "yolo" and len(splits) > len(writers.YOLO_ROLES):
-        raise ValueError(f"splits={','.join(splits)}: a YOLO data.yaml has at most 3 (train, val, test)")
+    if to == "yolo":
+        writers.yolo_roles(splits)  # before any reading: more than three splits is refused
     output = pathlib.Path(output)
     refuse_existing(output, "choose a new output folder")
     metas, class_names = {}, None

@@ -40,10 +40,7 @@ def _yolo(root, split):
 
     path = yolo.find_yaml(root)
     base, _, config = yolo.read_yaml(path)
-    if not config.get(split):
-        present = [k for k in ("train", "val", "test") if config.get(k)]
-        raise ValueError(f"{path}: no {split}: entry (it has {', '.join(present) or 'none'})")
-    yolo.split_images(base, config[split], f"{path}: {split}")
+    yolo.split_images(base, yolo.split_entry(config, split, path), f"{path}: {split}")
 
 
 def _tfrecord(root, split):

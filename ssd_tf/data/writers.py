@@ -117,15 +117,20 @@ def write_yolo_split(detection_set, output, split, images="copy", progress=True)
     return int(sum(np.sum(d) for d in detection_set.difficult))
 
 
+def yolo_roles(splits):
+    """{data.yaml key: split}: the splits in YOLO's train, val, test order; ValueError for more than three."""
+    if len(splits) > len(YOLO_ROLES):
+        raise ValueError(f"splits={','.join(splits)}: a YOLO data.yaml has at most {len(YOLO_ROLES)} "
+                         f"({', '.join(YOLO_ROLES)})")
+    return dict(zip(YOLO_ROLES, splits))
+
+
 def write_yolo_yaml(output, splits, class_names):
     """``output/data.yaml``: the splits in YOLO's train, val, test order, and ``names`` as an
     {id: name} dict. No ``path:`` key, so Ultralytics takes the yaml's own folder as the root."""
     import yaml
 
-    if len(splits) > len(YOLO_ROLES):
-        raise ValueError(f"splits={','.join(splits)}: a YOLO data.yaml has at most {len(YOLO_ROLES)} "
-                         f"({', '.join(YOLO_ROLES)})")
-    config = {role: f"images/{split}" for role, split in zip(YOLO_ROLES, splits)}
+    config = {role: f"images/{split}" for role, split in yolo_roles(splits).items()}
     config["nc"] = len(class_names) - 1
     config["names"] = {i: name for i, name in enumerate(class_names[1:])}
     path = pathlib.Path(output) / "data.yaml"

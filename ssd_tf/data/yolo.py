@@ -73,6 +73,14 @@ def read_yaml(path):
     return root, names, config
 
 
+def split_entry(config, split, yaml_path):
+    """The yaml's ``split`` entry; ValueError naming the file and the entries it has when it is missing."""
+    if not config.get(split):
+        present = [k for k in ("train", "val", "test") if config.get(k)]
+        raise ValueError(f"{yaml_path}: no {split}: entry (split={split!r}; it has {', '.join(present) or 'none'})")
+    return config[split]
+
+
 def split_images(root, entry, where):
     """Image paths of a split entry: a folder (searched recursively), a .txt list of image paths
     (``./x`` relative to the list's folder, other relative paths to ``root``), or a list of those."""
@@ -167,12 +175,10 @@ def read_yolo(data_dir, split="train", class_names=None):
     root, names, config = read_yaml(yaml_path)
     if class_names and tuple(class_names) != names:
         raise ValueError(f"classes={','.join(class_names)} differ from {yaml_path}'s names: {','.join(names)}")
-    if not config.get(split):
-        present = [k for k in ("train", "val", "test") if config.get(k)]
-        raise ValueError(f"{yaml_path}: no {split}: entry (split={split!r}; it has {', '.join(present) or 'none'})")
+    images = split_images(root, split_entry(config, split, yaml_path), f"{yaml_path}: {split}")
     report = SkipReport(held=True)  # logged by assemble, once the whole set is read
     entries = []
-    for path in split_images(root, config[split], f"{yaml_path}: {split}"):
+    for path in images:
         boxes, ids = parse_label_file(label_path(path), len(names), report)
         entries.append((path, len(entries), boxes, ids + 1, np.zeros(len(ids), bool)))
     return assemble(entries, report, ("background",) + names, range(len(names) + 1), f"{yaml_path} ({split})",

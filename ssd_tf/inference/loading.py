@@ -15,7 +15,7 @@ import tensorflow as tf
 from ssd_tf.core.classes import CLASSES_FILE, read_classes, write_classes  # noqa: F401 (re-exported)
 from ssd_tf.modeling import BACKBONE_LAYOUTS, LEGACY_LAYOUT
 from ssd_tf.modeling.ssd300 import build_ssd300
-from ssd_tf.inference.model_files import KERAS_FORMS, check_model_path, describe_forms
+from ssd_tf.inference.model_files import KERAS_FORMS, check_model_path
 
 
 def classes_beside(path):
@@ -128,9 +128,8 @@ def load_keras_model(path, num_classes=None):
         if not num_classes:
             raise ValueError(f"{path}: a weights file needs num_classes (or a classes.json beside it)")
         return _load_weights_only(path, num_classes, lambda model: load_weights_file(model, path))
-    if path.suffix == ".keras":
-        return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
-    raise ValueError(f"{path}: not {describe_forms(KERAS_FORMS)}")
+    # check_model_path has left one form: a .keras file.
+    return _check_ssd(_load(path, "not a loadable .keras model", lambda: keras.models.load_model(path)), path)
 
 
 def load_model(path, num_classes=None):
