@@ -113,7 +113,7 @@ def make_coco_style_set(folder, num_images=2000, size=(480, 640), seed=0):
 def startup_time(folder, num_images=2000, repeats=3):
     """Seconds per 1,000 images to read a COCO-style set (``read_coco``: JSON plus image headers),
     beside the full decode of every image that readers used to do (PIL ``load``), medians."""
-    from ssd_tf.data.detection_set import check_image
+    from ssd_tf.data.images import check_image
 
     path, images_dir = make_coco_style_set(folder, num_images)
     reads, decodes = [], []
