@@ -64,19 +64,14 @@ def runtime_for(model_path):
 
 def training(config):
     """What ``train`` will read and write, for a resolved TrainConfig, checked from the file system."""
+    from ssd_tf.training.config import run_folder
+
+    run_folder(config)  # the library's own rule
     if config.resume:
-        run = pathlib.Path(config.output)
-        if not (run / "checkpoints").is_dir():
-            raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/ folder)")
         return
     check_layout(config.dataset, config.data_dir, [s for s in (config.train_split, config.val_split) if s])
     if config.init_from:
         check_model_path(config.init_from, KERAS_FORMS)
-    if config.output:
-        run = pathlib.Path(config.output)
-        if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
-            raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or another output=")
-        refuse_existing(run, "a run needs a new or empty folder: choose another output=")
     weights = config.backbone_weights
     if weights not in (None, "none", "imagenet"):
         existing(weights, "backbone_weights= takes imagenet, none or a ResNet50 weights file")

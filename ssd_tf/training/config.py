@@ -3,9 +3,11 @@
 import dataclasses
 import json
 import pathlib
+import time
 
 from ssd_tf.data.kinds import DEFAULT_SPLITS, KINDS
 from ssd_tf.modeling import BACKBONE_LAYOUTS, LEGACY_LAYOUT  # noqa: F401 (the scripts' choices)
+from ssd_tf.paths import refuse_existing
 
 DATASETS = KINDS
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -126,3 +128,21 @@ class TrainConfig:
             raise FileNotFoundError(f"{path}: not found; resume=True needs the folder of an earlier run")
         saved = cls.load(path)
         return dataclasses.replace(saved, resume=True, output=str(run_dir), epochs=epochs or saved.epochs)
+
+
+def run_folder(config, check=True):
+    """The run folder of a resolved config (``output``, or ``runs/ssd300-<dataset>-<time>``). With
+    ``check``: a new run needs a new or empty folder, a resumed one its checkpoints (FileNotFoundError,
+    FileExistsError). From the file system alone, so the command line asks it before TensorFlow loads."""
+    run = pathlib.Path(config.output or f"runs/ssd300-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not check:
+        return run
+    checkpoints = run / "checkpoints"
+    if config.resume:
+        if not checkpoints.exists():
+            raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/ folder)")
+    elif checkpoints.exists() and any(checkpoints.iterdir()):
+        raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or another output=")
+    else:
+        refuse_existing(run, "it is not a run folder: choose another output=")
+    return run

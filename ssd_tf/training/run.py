@@ -29,7 +29,7 @@ from ssd_tf.modeling.optimizers import TorchSGD
 from ssd_tf.modeling.ssd300 import build_ssd300
 from ssd_tf.training import callbacks as callbacks_lib
 from ssd_tf.training import distribute, finetune, loop, validation
-from ssd_tf.training.config import TrainConfig
+from ssd_tf.training.config import TrainConfig, run_folder
 
 log = logging.getLogger("ssd_tf.training.run")
 
@@ -75,22 +75,11 @@ def set_precision(mixed_precision):
 # ---------------------------------------------------------------- the run
 
 def prepare_run_dir(config, chief=True, create=True):
-    """The run folder's path, checked: a new run needs a new or empty folder, a resumed one its
-    checkpoints. ``create``: make the folder now (``train`` makes it once the data have been read,
-    so that a failed start leaves nothing behind)."""
-    run = pathlib.Path(config.output or f"runs/ssd300-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    checkpoints = run / "checkpoints"
-    if not chief:  # other workers only read the chief's folder
-        return run
-    if config.resume:
-        if not checkpoints.exists():
-            raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/ folder)")
-    elif checkpoints.exists() and any(checkpoints.iterdir()):
-        raise FileExistsError(f"{run} already holds a run: pass resume=True to continue it, or another output=")
-    elif run.exists() and (not run.is_dir() or any(run.iterdir())):
-        raise FileExistsError(f"{run} already exists and is not a run folder; not writing into it (choose another "
-                              "output=)")
-    if create:
+    """The run folder's path, checked (``training.config.run_folder``; other workers only read the chief's
+    folder). ``create``: make the folder now (``train`` makes it once the data have been read, so
+    that a failed start leaves nothing behind)."""
+    run = run_folder(config, check=chief)
+    if chief and create:
         run.mkdir(parents=True, exist_ok=True)
     return run
 
